@@ -1,0 +1,154 @@
+"""/api/projects: projects, plan import, epics, tasks and the dependency graph.
+
+No `from __future__ import annotations` here: django-ninja reads the signatures' types at runtime.
+"""
+
+from typing import Literal
+
+from django.http import HttpRequest
+from ninja import Query, Router, Status
+from ninja.pagination import PageNumberPagination, paginate
+
+from apps.core.errors import PermissionDeniedError, ValidationError
+from apps.projects import selectors, services
+from apps.projects.graph import CycleError
+from apps.projects.models import Project
+from apps.projects.plan import PlanSpec, plan_import
+from apps.projects.schemas import (
+    BatchOut,
+    CriticalPathOut,
+    DependencyIn,
+    DependencyOut,
+    EpicOut,
+    GraphOut,
+    ImportOut,
+    ProjectDetailOut,
+    ProjectIn,
+    ProjectOut,
+    ProjectPatch,
+    TaskDetailOut,
+    TaskFilter,
+    TaskOut,
+    ValidateOut,
+)
+
+router = Router(tags=["projects"])
+
+
+def _project(request: HttpRequest, project_id: str, *, operate: bool = False) -> Project:
+    return selectors.project_get(user=request.user, project_id=project_id, operate=operate)
+
+
+def _detail(project: Project) -> Project:
+    project.counts = selectors.project_counts(project)
+    return project
+
+
+@router.get("/", response=list[ProjectOut])
+@paginate(PageNumberPagination)
+def list_projects(request: HttpRequest):
+    return selectors.projects_visible_to(request.user)
+
+
+@router.post("/", response={201: ProjectDetailOut})
+def create_project(request: HttpRequest, payload: ProjectIn):
+    fields = payload.model_dump(exclude_none=True)
+    project = services.project_create(owner=request.user, **fields)
+    return Status(201, _detail(project))
+
+
+@router.get("/{project_id}", response=ProjectDetailOut)
+def get_project(request: HttpRequest, project_id: str):
+    return _detail(_project(request, project_id))
+
+
+@router.patch("/{project_id}", response=ProjectDetailOut)
+def update_project(request: HttpRequest, project_id: str, payload: ProjectPatch):
+    project = _project(request, project_id, operate=True)
+    return _detail(services.project_update(project=project, **payload.model_dump(exclude_none=True)))
+
+
+@router.delete("/{project_id}", response={204: None})
+def delete_project(request: HttpRequest, project_id: str):
+    project = _project(request, project_id, operate=True)
+    if not (request.user.is_staff or project.owner_id == request.user.pk):
+        raise PermissionDeniedError("only the owner or staff may delete a project")
+    services.project_delete(project=project)
+    return Status(204, None)
+
+
+@router.post("/{project_id}/plan", response={201: ImportOut})
+def import_plan(
+    request: HttpRequest, project_id: str, plan: PlanSpec, replace: bool = False, apply_suggestions: bool = False
+):
+    """Import a plan (epics, tasks, dependencies, tests) in one transaction; a refused plan writes nothing."""
+    project = _project(request, project_id, operate=True)
+    result = plan_import(project=project, data=plan, replace=replace, apply_suggestions=apply_suggestions)
+    return Status(201, {
+        "project": project.pk, "epics": result.epics, "tasks": result.tasks, "dependencies": result.dependencies,
+        "tests": result.tests, "batches": len(selectors.project_graph(project).batches()),
+        "suggestions": [s.__dict__ for s in result.suggestions], "applied_suggestions": result.applied_suggestions,
+    })
+
+
+@router.get("/{project_id}/epics", response=list[EpicOut])
+@paginate(PageNumberPagination)
+def list_epics(request: HttpRequest, project_id: str):
+    return selectors.epics_list(_project(request, project_id))
+
+
+@router.get("/{project_id}/tasks", response=list[TaskOut])
+@paginate(PageNumberPagination)
+def list_tasks(request: HttpRequest, project_id: str, filters: Query[TaskFilter]):
+    project = _project(request, project_id)
+    return selectors.tasks_list(project, status=filters.status, epic=filters.epic)
+
+
+@router.get("/{project_id}/tasks/{task_id}", response=TaskDetailOut)
+def get_task(request: HttpRequest, project_id: str, task_id: str):
+    return selectors.task_get(_project(request, project_id), task_id)
+
+
+@router.post("/{project_id}/tasks/{task_id}/dependencies", response={201: DependencyOut})
+def add_dependency(request: HttpRequest, project_id: str, task_id: str, payload: DependencyIn):
+    project = _project(request, project_id, operate=True)
+    task = selectors.task_get(project, task_id)
+    return Status(201, services.dependency_add(project=project, task=task, depends_on=payload.depends_on,
+                                               kind=payload.kind))
+
+
+@router.get("/{project_id}/dependencies", response=GraphOut)
+def get_dependencies(request: HttpRequest, project_id: str, format: Literal["json", "mermaid", "ascii"] = "json"):
+    """The whole graph: nodes, edges and batches as JSON, or a mermaid diagram / ascii view as text."""
+    graph = selectors.project_graph(_project(request, project_id))
+    if format == "mermaid":
+        return {"format": format, "content": graph.to_mermaid()}
+    if format == "ascii":
+        return {"format": format, "content": graph.to_ascii()}
+    return {"format": format, **selectors.graph_as_dict(graph)}
+
+
+@router.get("/{project_id}/dependencies/batches", response=list[BatchOut])
+def get_batches(request: HttpRequest, project_id: str):
+    graph = selectors.project_graph(_project(request, project_id))
+    return [{"number": i, "tasks": batch} for i, batch in enumerate(graph.batches(), start=1)]
+
+
+@router.get("/{project_id}/dependencies/critical-path", response=CriticalPathOut)
+def get_critical_path(request: HttpRequest, project_id: str):
+    graph = selectors.project_graph(_project(request, project_id))
+    try:
+        tasks, total = graph.critical_path()
+    except CycleError as exc:
+        raise ValidationError(str(exc), code="cycle", details={"cycles": exc.cycles}) from None
+    return {"tasks": tasks, "total_minutes": total}
+
+
+@router.get("/{project_id}/dependencies/validate", response=ValidateOut)
+def validate_dependencies(request: HttpRequest, project_id: str):
+    graph = selectors.project_graph(_project(request, project_id))
+    analysis = graph.analyze()
+    return {
+        "valid": analysis.ok, "tasks": len(graph.nodes), "dependencies": len(graph.edges),
+        "batches": len(analysis.batches), "cycles": analysis.cycles, "missing": [list(m) for m in analysis.missing],
+    }

@@ -1,0 +1,287 @@
+"""The plan: projects, their members, epics, tasks, dependencies and acceptance tests."""
+
+from __future__ import annotations
+
+import re
+
+from django.conf import settings
+from django.core.exceptions import ValidationError
+from django.core.validators import MaxValueValidator, MinValueValidator, RegexValidator
+from django.db import models
+from django.db.models import F, Q
+
+from apps.core.models import BaseModel
+
+SLUG_PATTERN = r"^[a-z0-9](?:[a-z0-9-]{0,61}[a-z0-9])?$"
+# Slugs become URL segments and directory names: refuse the ones that collide with routes or tools.
+RESERVED_SLUGS = frozenset(
+    {"admin", "api", "static", "media", "login", "logout", "new", "health", "ready", "metrics", "projects",
+     "settings", "docs", "tasks", "epics", "worktrees", "repo", "var"}
+)
+KEY_PATTERN = r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$"
+KEY_RE = re.compile(KEY_PATTERN)
+
+slug_validator = RegexValidator(SLUG_PATTERN, "use lowercase letters, digits and inner hyphens (max 63)")
+
+
+def validate_slug_not_reserved(value: str) -> None:
+    if value in RESERVED_SLUGS:
+        raise ValidationError(f"{value!r} is reserved", code="reserved")
+key_validator = RegexValidator(KEY_PATTERN, "use letters, digits, '_', '.', '-' (max 64)")
+
+
+def _in_choices(field: str, choices: type[models.TextChoices]) -> Q:
+    return Q(**{f"{field}__in": choices.values})
+
+
+class Domain(models.TextChoices):
+    DATABASE = "database"
+    API = "api"
+    FRONTEND = "frontend"
+    TESTING = "testing"
+    SECURITY = "security"
+    DEPLOYMENT = "deployment"
+    GENERAL = "general"
+
+
+class ProjectStatus(models.TextChoices):
+    DRAFT = "draft"
+    PLANNED = "planned"
+    RUNNING = "running"
+    PAUSED = "paused"
+    COMPLETED = "completed"
+    FAILED = "failed"
+    ARCHIVED = "archived"
+
+
+class RunStrategy(models.TextChoices):
+    READY = "ready", "ready-set (start a task once its hard dependencies are done)"
+    BATCH = "batch", "batches (run Kahn batches one after another)"
+
+
+class MergeStrategyChoice(models.TextChoices):
+    MERGE = "merge", "merge commit (--no-ff)"
+    SQUASH = "squash"
+
+
+class Project(BaseModel):
+    Status = ProjectStatus
+    Strategy = RunStrategy
+    MergeStrategy = MergeStrategyChoice
+    slug = models.SlugField(max_length=63, unique=True, validators=[slug_validator, validate_slug_not_reserved])
+    name = models.CharField(max_length=255)
+    spec = models.TextField(blank=True)
+    repo_path = models.CharField(max_length=1024, blank=True, help_text="Defaults to PROJECTS_ROOT/<slug>/repo.")
+    default_branch = models.CharField(max_length=100, default="main")
+    status = models.CharField(max_length=16, choices=ProjectStatus.choices, default=ProjectStatus.DRAFT)
+    owner = models.ForeignKey(settings.AUTH_USER_MODEL, on_delete=models.PROTECT, related_name="owned_projects")
+    members = models.ManyToManyField(
+        settings.AUTH_USER_MODEL, through="ProjectMembership", related_name="projects", blank=True
+    )
+    parallel_enabled = models.BooleanField(default=True)
+    max_concurrency = models.PositiveSmallIntegerField(
+        default=3, validators=[MinValueValidator(1), MaxValueValidator(64)]
+    )
+    strategy = models.CharField(max_length=8, choices=Strategy.choices, default=Strategy.READY)
+    merge_strategy = models.CharField(max_length=8, choices=MergeStrategy.choices, default=MergeStrategy.MERGE)
+    budget_usd = models.DecimalField(max_digits=10, decimal_places=2, null=True, blank=True)
+    model_overrides = models.JSONField(default=dict, blank=True)
+
+    class Meta:
+        ordering = ["name"]
+        constraints = [
+            models.CheckConstraint(condition=_in_choices("status", ProjectStatus), name="project_status_valid"),
+            models.CheckConstraint(condition=_in_choices("strategy", RunStrategy), name="project_strategy_valid"),
+            models.CheckConstraint(
+                condition=_in_choices("merge_strategy", MergeStrategyChoice), name="project_merge_strategy_valid"
+            ),
+            models.CheckConstraint(
+                condition=Q(max_concurrency__gte=1, max_concurrency__lte=64), name="project_concurrency_range"
+            ),
+            models.CheckConstraint(
+                condition=Q(budget_usd__isnull=True) | Q(budget_usd__gte=0), name="project_budget_non_negative"
+            ),
+        ]
+
+    def __str__(self) -> str:
+        return self.name
+
+
+class MembershipRole(models.TextChoices):
+    VIEWER = "viewer", "viewer (read only)"
+    OPERATOR = "operator", "operator (can run, pause, resume, import)"
+
+
+class ProjectMembership(BaseModel):
+    Role = MembershipRole
+    project = models.ForeignKey(Project, on_delete=models.CASCADE, related_name="memberships")
+    user = models.ForeignKey(settings.AUTH_USER_MODEL, on_delete=models.CASCADE, related_name="memberships")
+    role = models.CharField(max_length=8, choices=Role.choices, default=Role.VIEWER)
+
+    class Meta:
+        constraints = [
+            models.UniqueConstraint(fields=["project", "user"], name="membership_unique"),
+            models.CheckConstraint(condition=_in_choices("role", MembershipRole), name="membership_role_valid"),
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.user} · {self.role} · {self.project}"
+
+
+class EpicStatus(models.TextChoices):
+    PENDING = "pending"
+    IN_PROGRESS = "in_progress"
+    DONE = "done"
+    CANCELLED = "cancelled"
+
+
+class Epic(BaseModel):
+    Status = EpicStatus
+    project = models.ForeignKey(Project, on_delete=models.CASCADE, related_name="epics")
+    key = models.CharField(max_length=64, validators=[key_validator])
+    title = models.CharField(max_length=255)
+    description = models.TextField(blank=True)
+    priority = models.IntegerField(default=0, help_text="Lower runs first.")
+    position = models.PositiveIntegerField(default=0)
+    status = models.CharField(max_length=16, choices=Status.choices, default=Status.PENDING)
+    # Kept for display; the scheduler reads the task-level dependencies these expand into.
+    depends_on = models.ManyToManyField("self", symmetrical=False, related_name="dependents", blank=True)
+
+    class Meta:
+        ordering = ["project", "position"]
+        constraints = [
+            models.UniqueConstraint(fields=["project", "key"], name="epic_key_unique_in_project"),
+            models.CheckConstraint(condition=_in_choices("status", EpicStatus), name="epic_status_valid"),
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.key} {self.title}"
+
+
+class TaskStatus(models.TextChoices):
+    PENDING = "pending"
+    READY = "ready"
+    RUNNING = "running"
+    MERGING = "merging"
+    DONE = "done"
+    FAILED = "failed"
+    BLOCKED = "blocked"
+    PAUSED = "paused"
+    CANCELLED = "cancelled"
+
+
+class Task(BaseModel):
+    Status = TaskStatus
+    project = models.ForeignKey(Project, on_delete=models.CASCADE, related_name="tasks")
+    epic = models.ForeignKey(Epic, on_delete=models.CASCADE, related_name="tasks")
+    key = models.CharField(max_length=64, validators=[key_validator])
+    title = models.CharField(max_length=255)
+    description = models.TextField(blank=True)
+    priority = models.IntegerField(default=0, help_text="Lower runs first inside a batch.")
+    position = models.PositiveIntegerField(default=0)
+    status = models.CharField(max_length=16, choices=Status.choices, default=Status.PENDING)
+    domain = models.CharField(max_length=16, choices=Domain.choices, default=Domain.GENERAL)
+    complexity = models.PositiveSmallIntegerField(
+        null=True, blank=True, validators=[MinValueValidator(1), MaxValueValidator(10)]
+    )
+    estimate_minutes = models.PositiveIntegerField(default=15)
+    started_at = models.DateTimeField(null=True, blank=True)
+    completed_at = models.DateTimeField(null=True, blank=True)
+    last_error = models.TextField(blank=True)
+
+    class Meta:
+        ordering = ["project", "epic__position", "position"]
+        constraints = [
+            models.UniqueConstraint(fields=["project", "key"], name="task_key_unique_in_project"),
+            models.CheckConstraint(condition=_in_choices("status", TaskStatus), name="task_status_valid"),
+            models.CheckConstraint(condition=_in_choices("domain", Domain), name="task_domain_valid"),
+            models.CheckConstraint(
+                condition=Q(complexity__isnull=True) | Q(complexity__gte=1, complexity__lte=10),
+                name="task_complexity_range",
+            ),
+            models.CheckConstraint(
+                condition=~Q(status="done") | Q(completed_at__isnull=False), name="task_done_has_completed_at"
+            ),
+        ]
+        indexes = [
+            models.Index(fields=["project", "status"], name="task_project_status"),
+            models.Index(fields=["epic", "position"], name="task_epic_position"),
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.key} {self.title}"
+
+
+S = Task.Status
+# The only legal task moves. Everything that changes a task's status goes through
+# `services.task_transition`, which consults this table and refuses anything else.
+TASK_TRANSITIONS: dict[str, frozenset[str]] = {
+    S.PENDING: frozenset({S.READY, S.BLOCKED, S.CANCELLED}),
+    S.READY: frozenset({S.PENDING, S.RUNNING, S.BLOCKED, S.CANCELLED}),
+    S.RUNNING: frozenset({S.MERGING, S.FAILED, S.PAUSED, S.CANCELLED, S.READY}),
+    S.MERGING: frozenset({S.DONE, S.PAUSED, S.FAILED}),
+    S.PAUSED: frozenset({S.READY, S.RUNNING, S.MERGING, S.FAILED, S.CANCELLED}),
+    S.FAILED: frozenset({S.READY, S.CANCELLED}),
+    S.BLOCKED: frozenset({S.PENDING, S.READY, S.CANCELLED}),
+    S.CANCELLED: frozenset({S.PENDING}),
+    S.DONE: frozenset(),
+}
+del S
+
+
+class DependencyKind(models.TextChoices):
+    HARD = "hard", "hard (must be done first)"
+    SOFT = "soft", "soft (prefer after; does not block)"
+
+
+class DependencyOrigin(models.TextChoices):
+    PLAN = "plan", "declared on the task"
+    EPIC = "epic", "expanded from an epic dependency"
+    MANUAL = "manual", "added later"
+    INFERRED = "inferred", "suggested by the layer heuristic and accepted"
+
+
+class TaskDependency(BaseModel):
+    Kind = DependencyKind
+    Origin = DependencyOrigin
+    task = models.ForeignKey(Task, on_delete=models.CASCADE, related_name="dependencies")
+    depends_on = models.ForeignKey(Task, on_delete=models.CASCADE, related_name="dependents")
+    kind = models.CharField(max_length=4, choices=Kind.choices, default=Kind.HARD)
+    origin = models.CharField(max_length=8, choices=Origin.choices, default=Origin.PLAN)
+
+    class Meta:
+        verbose_name_plural = "task dependencies"
+        constraints = [
+            models.UniqueConstraint(fields=["task", "depends_on"], name="dependency_unique"),
+            models.CheckConstraint(condition=~Q(task=F("depends_on")), name="dependency_not_self"),
+            models.CheckConstraint(condition=_in_choices("kind", DependencyKind), name="dependency_kind_valid"),
+        ]
+        indexes = [models.Index(fields=["depends_on"], name="dependency_depends_on")]
+
+    def __str__(self) -> str:
+        return f"{self.task_id} → {self.depends_on_id} ({self.kind})"
+
+
+class TestResult(models.TextChoices):
+    PENDING = "pending"
+    PASSED = "passed"
+    FAILED = "failed"
+    ERROR = "error"
+
+
+class AcceptanceTest(BaseModel):
+    Result = TestResult
+    task = models.ForeignKey(Task, on_delete=models.CASCADE, related_name="tests")
+    position = models.PositiveIntegerField(default=0)
+    description = models.TextField()
+    command = models.TextField(blank=True, help_text="Shell command run in the worktree, then on main.")
+    result = models.CharField(max_length=8, choices=Result.choices, default=Result.PENDING)
+    evidence = models.TextField(blank=True, help_text="Output of the last run.")
+    last_run_at = models.DateTimeField(null=True, blank=True)
+
+    class Meta:
+        ordering = ["task", "position"]
+        constraints = [models.CheckConstraint(condition=_in_choices("result", TestResult), name="test_result_valid")]
+
+    def __str__(self) -> str:
+        return self.description[:80]

@@ -1,0 +1,201 @@
+"""API shapes for projects, plans, tasks and the dependency graph."""
+
+from __future__ import annotations
+
+from datetime import datetime
+from decimal import Decimal
+from typing import Annotated, Literal
+
+from ninja import Field, Schema
+from pydantic import StringConstraints
+
+from apps.projects.models import SLUG_PATTERN, Domain, MergeStrategyChoice, ProjectStatus, RunStrategy, TaskStatus
+
+Name = Annotated[str, StringConstraints(strip_whitespace=True, min_length=1, max_length=255)]
+Slug = Annotated[str, StringConstraints(pattern=SLUG_PATTERN)]
+
+
+class ProjectSettingsIn(Schema):
+    default_branch: Annotated[str, StringConstraints(min_length=1, max_length=100)] | None = None
+    parallel_enabled: bool | None = None
+    max_concurrency: int | None = Field(default=None, ge=1, le=64)
+    strategy: RunStrategy | None = None
+    merge_strategy: MergeStrategyChoice | None = None
+    budget_usd: Decimal | None = Field(default=None, ge=0, max_digits=10, decimal_places=2)
+    model_overrides: dict[str, str] | None = None
+
+
+class ProjectIn(ProjectSettingsIn):
+    name: Name
+    slug: Slug | None = None
+    spec: str = Field(default="", max_length=500_000)
+    repo_path: str = Field(default="", max_length=1024)
+
+
+class ProjectPatch(ProjectSettingsIn):
+    name: Name | None = None
+    spec: str | None = Field(default=None, max_length=500_000)
+    status: ProjectStatus | None = None
+
+
+class ProjectOut(Schema):
+    id: int
+    slug: str
+    name: str
+    status: str
+    owner: str = Field(alias="owner.username")
+    repo_path: str
+    default_branch: str
+    parallel_enabled: bool
+    max_concurrency: int
+    strategy: str
+    merge_strategy: str
+    budget_usd: Decimal | None
+    model_overrides: dict
+    created: datetime
+    updated: datetime
+
+
+class ProjectDetailOut(ProjectOut):
+    spec: str
+    counts: dict[str, int]
+
+
+class EpicOut(Schema):
+    id: int
+    key: str
+    title: str
+    description: str
+    priority: int
+    position: int
+    status: str
+    depends_on: list[str]
+    task_count: int
+    done_count: int
+
+    @staticmethod
+    def resolve_depends_on(obj) -> list[str]:
+        return [epic.key for epic in obj.depends_on.all()]
+
+
+class TaskOut(Schema):
+    id: int
+    key: str
+    title: str
+    epic: str = Field(alias="epic.key")
+    status: str
+    priority: int
+    domain: str
+    complexity: int | None
+    estimate_minutes: int
+    started_at: datetime | None
+    completed_at: datetime | None
+
+
+class AcceptanceTestOut(Schema):
+    id: int
+    description: str
+    command: str
+    result: str
+    evidence: str
+    last_run_at: datetime | None
+
+
+class DependencyOut(Schema):
+    task: str = Field(alias="task.key")
+    depends_on: str = Field(alias="depends_on.key")
+    kind: str
+    origin: str
+
+
+class TaskDetailOut(TaskOut):
+    description: str
+    last_error: str
+    tests: list[AcceptanceTestOut]
+    depends_on: list[DependencyOut]
+    dependents: list[DependencyOut]
+
+    @staticmethod
+    def resolve_tests(obj) -> list:
+        return list(obj.tests.all())
+
+    @staticmethod
+    def resolve_depends_on(obj) -> list:
+        return list(obj.dependencies.all())
+
+    @staticmethod
+    def resolve_dependents(obj) -> list:
+        return list(obj.dependents.all())
+
+
+class TaskFilter(Schema):
+    status: TaskStatus | None = None
+    epic: Annotated[str, StringConstraints(max_length=64)] | None = None
+
+
+class DependencyIn(Schema):
+    depends_on: Annotated[str, StringConstraints(min_length=1, max_length=64)]
+    kind: Literal["hard", "soft"] = "hard"
+
+
+class SuggestionOut(Schema):
+    task: str
+    depends_on: str
+    reason: str
+
+
+class ImportOut(Schema):
+    project: int
+    epics: int
+    tasks: int
+    dependencies: int
+    tests: int
+    batches: int
+    suggestions: list[SuggestionOut]
+    applied_suggestions: bool
+
+
+class NodeOut(Schema):
+    key: str
+    title: str
+    epic: str
+    priority: int
+    estimate: float
+
+
+class EdgeOut(Schema):
+    task: str
+    depends_on: str
+    kind: str
+
+
+class GraphOut(Schema):
+    format: Literal["json", "mermaid", "ascii"]
+    nodes: list[NodeOut] | None = None
+    edges: list[EdgeOut] | None = None
+    batches: list[list[str]] | None = None
+    content: str | None = None
+
+
+class BatchOut(Schema):
+    number: int
+    tasks: list[str]
+
+
+class CriticalPathOut(Schema):
+    tasks: list[str]
+    total_minutes: float
+
+
+class ValidateOut(Schema):
+    valid: bool
+    tasks: int
+    dependencies: int
+    batches: int
+    cycles: list[list[str]]
+    missing: list[list[str]]
+
+
+class DomainCount(Schema):
+    domain: Domain
+    count: int

@@ -1,0 +1,113 @@
+"""Reads of the plan: who may see what, lists with their joins done, the dependency graph."""
+
+from __future__ import annotations
+
+from django.contrib.auth.models import AbstractBaseUser, AnonymousUser
+from django.db.models import Count, Q, QuerySet
+
+from apps.core.errors import NotFoundError, PermissionDeniedError
+from apps.projects.graph import DependencyGraph, Edge, Node
+from apps.projects.models import Epic, Project, ProjectMembership, Task, TaskDependency
+
+User = AbstractBaseUser | AnonymousUser
+
+
+def projects_visible_to(user: User) -> QuerySet[Project]:
+    """Staff see every project; everyone else the ones they own or are a member of."""
+    projects = Project.objects.select_related("owner")
+    if not user.is_authenticated:
+        return projects.none()
+    if user.is_staff:
+        return projects.all()
+    return projects.filter(Q(owner=user) | Q(memberships__user=user)).distinct()
+
+
+def can_operate(user: User, project: Project) -> bool:
+    if not user.is_authenticated:
+        return False
+    if user.is_staff or project.owner_id == user.pk:
+        return True
+    return ProjectMembership.objects.filter(
+        project=project, user=user, role=ProjectMembership.Role.OPERATOR
+    ).exists()
+
+
+def project_get(*, user: User, project_id: int | str, operate: bool = False) -> Project:
+    """The project by id or slug if `user` may see it (and act on it when `operate`).
+
+    A project the user cannot see is reported as not found, so its existence does not leak.
+    """
+    lookup = Q(pk=project_id) if str(project_id).isdigit() else Q(slug=project_id)
+    project = projects_visible_to(user).filter(lookup).first()
+    if project is None:
+        raise NotFoundError(f"project {project_id} not found", code="project_not_found")
+    if operate and not can_operate(user, project):
+        raise PermissionDeniedError(f"you may view project {project.slug!r} but not act on it")
+    return project
+
+
+def project_counts(project: Project) -> dict[str, int]:
+    rows = Task.objects.filter(project=project).values("status").annotate(n=Count("id"))
+    counts = {status: 0 for status in Task.Status.values}
+    counts.update({row["status"]: row["n"] for row in rows})
+    counts["total"] = sum(counts[s] for s in Task.Status.values)
+    return counts
+
+
+def epics_list(project: Project) -> QuerySet[Epic]:
+    return (
+        Epic.objects.filter(project=project)
+        .annotate(
+            task_count=Count("tasks", distinct=True),
+            done_count=Count("tasks", filter=Q(tasks__status=Task.Status.DONE), distinct=True),
+        )
+        .prefetch_related("depends_on")
+        .order_by("position")
+    )
+
+
+def tasks_list(project: Project, *, status: str | None = None, epic: str | None = None) -> QuerySet[Task]:
+    tasks = Task.objects.filter(project=project).select_related("epic").order_by("epic__position", "position")
+    if status:
+        tasks = tasks.filter(status=status)
+    if epic:
+        by_key = Q(epic__key=epic)
+        tasks = tasks.filter(by_key | Q(epic_id=int(epic)) if epic.isdigit() else by_key)
+    return tasks
+
+
+def task_get(project: Project, task_id: int | str) -> Task:
+    lookup = Q(pk=task_id) if str(task_id).isdigit() else Q(key=task_id)
+    task = (
+        Task.objects.filter(lookup, project=project)
+        .select_related("epic")
+        .prefetch_related("tests", "dependencies__depends_on", "dependents__task")
+        .first()
+    )
+    if task is None:
+        raise NotFoundError(f"task {task_id} not found in project {project.slug!r}", code="task_not_found")
+    return task
+
+
+def project_graph(project: Project) -> DependencyGraph:
+    """The project's dependency graph from three flat queries (no per-task queries)."""
+    epic_keys = dict(Epic.objects.filter(project=project).values_list("pk", "key"))
+    rows = Task.objects.filter(project=project).order_by("epic__position", "position").values_list(
+        "pk", "key", "priority", "estimate_minutes", "epic_id", "title"
+    )
+    keys: dict[int, str] = {}
+    nodes = []
+    for pk, key, priority, estimate, epic_id, title in rows:
+        keys[pk] = key
+        nodes.append(Node(key, priority, float(estimate), epic_keys.get(epic_id, ""), title))
+    deps = TaskDependency.objects.filter(task__project=project).values_list("task_id", "depends_on_id", "kind")
+    edges = [Edge(keys[t], keys[d], kind) for t, d, kind in deps if t in keys and d in keys]
+    return DependencyGraph(nodes, edges)
+
+
+def graph_as_dict(graph: DependencyGraph) -> dict:
+    """The JSON view of a graph shared by the API and the command line."""
+    nodes = [{"key": n.key, "title": n.title, "epic": n.group, "priority": n.priority, "estimate": n.estimate}
+             for n in graph.nodes.values()]
+    edges = [{"task": e.task, "depends_on": e.depends_on, "kind": e.kind} for e in graph.edges]
+    return {"nodes": nodes, "edges": edges, "batches": graph.batches()}

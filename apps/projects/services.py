@@ -1,0 +1,200 @@
+"""Writes to the plan: projects, membership, task status moves and dependencies."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+from django.conf import settings
+from django.contrib.auth.models import AbstractBaseUser
+from django.core.exceptions import ValidationError as DjangoValidationError
+from django.db import IntegrityError, transaction
+from django.db.models import Exists, OuterRef
+from django.utils import timezone
+from django.utils.text import slugify
+
+from apps.core.errors import ConflictError, InvalidTransitionError, NotFoundError, ValidationError
+from apps.projects.graph import Edge
+from apps.projects.models import RESERVED_SLUGS, TASK_TRANSITIONS, Project, ProjectMembership, Task, TaskDependency
+from apps.projects.selectors import project_graph
+
+EDITABLE_PROJECT_FIELDS = frozenset(
+    {"name", "spec", "default_branch", "parallel_enabled", "max_concurrency", "strategy", "merge_strategy",
+     "budget_usd", "model_overrides", "status"}
+)
+
+
+def _field_errors(exc: DjangoValidationError) -> ValidationError:
+    fields = {name: [str(m) for m in messages] for name, messages in exc.message_dict.items()}
+    summary = "; ".join(f"{name}: {' '.join(messages)}" for name, messages in fields.items())
+    return ValidationError(summary, code="invalid_fields", details={"fields": fields})
+
+
+def _save_validated(project: Project) -> Project:
+    try:
+        project.full_clean()
+    except DjangoValidationError as exc:
+        raise _field_errors(exc) from None
+    try:
+        with transaction.atomic():
+            project.save()
+    except IntegrityError as exc:  # a concurrent create won the slug between the check and the insert
+        raise ConflictError(f"project could not be saved: {exc}", code="project_conflict") from None
+    return project
+
+
+def _slug_for(name: str, slug: str | None) -> str:
+    slug = (slug or slugify(name)[:63].strip("-")).strip()
+    if not slug:
+        raise ValidationError("slug: cannot derive a slug from this name; give one", code="invalid_fields",
+                              details={"fields": {"slug": ["required"]}})
+    if slug in RESERVED_SLUGS:
+        raise ValidationError(f"slug: {slug!r} is reserved", code="invalid_fields",
+                              details={"fields": {"slug": [f"{slug!r} is reserved"]}})
+    if Project.objects.filter(slug=slug).exists():
+        raise ConflictError(f"a project with slug {slug!r} already exists", code="slug_taken", recoverable=False)
+    return slug
+
+
+def _checked_repo_path(repo_path: str) -> str:
+    if not repo_path:
+        return ""
+    path = Path(repo_path).expanduser().resolve()
+    if not (path / ".git").exists() and not (path / "HEAD").is_file():
+        raise ValidationError(f"repo_path: {path} is not a git repository", code="invalid_fields",
+                              details={"fields": {"repo_path": ["not a git repository"]}})
+    return str(path)
+
+
+def project_create(
+    *, owner: AbstractBaseUser, name: str, slug: str | None = None, spec: str = "", repo_path: str = "",
+    **options: Any,
+) -> Project:
+    unknown = set(options) - EDITABLE_PROJECT_FIELDS
+    if unknown:
+        raise ValidationError(f"unknown project fields: {', '.join(sorted(unknown))}", code="invalid_fields")
+    slug = _slug_for(name, slug)
+    project = Project(owner=owner, name=name.strip(), slug=slug, spec=spec, **options)
+    project.repo_path = _checked_repo_path(repo_path) or str(Path(settings.PROJECTS_ROOT) / slug / "repo")
+    return _save_validated(project)
+
+
+def project_update(*, project: Project, **fields: Any) -> Project:
+    unknown = set(fields) - EDITABLE_PROJECT_FIELDS
+    if unknown:
+        raise ValidationError(f"fields cannot be changed: {', '.join(sorted(unknown))}", code="invalid_fields")
+    for name, value in fields.items():
+        setattr(project, name, value)
+    return _save_validated(project)
+
+
+def project_delete(*, project: Project) -> None:
+    if project.tasks.filter(status__in=[Task.Status.RUNNING, Task.Status.MERGING]).exists():
+        raise ConflictError(f"project {project.slug!r} has running tasks; cancel the run first",
+                            code="project_running", recoverable=True)
+    project.delete()
+
+
+def membership_set(*, project: Project, user: AbstractBaseUser, role: str | None) -> ProjectMembership | None:
+    """Give `user` a role on `project`, change it, or (role=None) remove them."""
+    if role is None:
+        ProjectMembership.objects.filter(project=project, user=user).delete()
+        return None
+    if role not in ProjectMembership.Role.values:
+        raise ValidationError(f"role must be one of {', '.join(ProjectMembership.Role.values)}", code="invalid_role")
+    membership, _ = ProjectMembership.objects.update_or_create(project=project, user=user,
+                                                               defaults={"role": role})
+    return membership
+
+
+# ---------------------------------------------------------------- task status
+
+
+def task_check_transition(current: str, target: str) -> None:
+    if target not in Task.Status.values:
+        raise ValidationError(f"unknown task status {target!r}", code="invalid_status")
+    if target not in TASK_TRANSITIONS[current]:
+        allowed = ", ".join(sorted(TASK_TRANSITIONS[current])) or "none (final state)"
+        raise InvalidTransitionError(f"a task cannot go from {current} to {target}; allowed: {allowed}")
+
+
+def task_transition(*, task: Task, to: str, error: str = "") -> Task:
+    """Move `task` to status `to` if the table allows it and nobody moved it meanwhile.
+
+    The update is conditional on the status we read, so two workers racing for the same move cannot
+    both succeed: the loser gets a ConflictError and re-reads.
+    """
+    task_check_transition(task.status, to)
+    now = timezone.now()
+    changes: dict[str, Any] = {"status": to, "updated": now}
+    if to == Task.Status.RUNNING and task.started_at is None:
+        changes["started_at"] = now
+    if to == Task.Status.DONE:
+        changes["completed_at"] = now
+    if to == Task.Status.FAILED:
+        changes["last_error"] = error
+    if Task.objects.filter(pk=task.pk, status=task.status).update(**changes) != 1:
+        raise ConflictError(f"task {task.key} changed while moving it to {to}; reload and retry",
+                            code="task_changed")
+    for name, value in changes.items():
+        setattr(task, name, value)
+    return task
+
+
+def tasks_refresh_ready(*, project: Project) -> int:
+    """Mark pending tasks whose hard dependencies are all done as ready; returns how many moved."""
+    assert Task.Status.READY in TASK_TRANSITIONS[Task.Status.PENDING]
+    unmet = TaskDependency.objects.filter(
+        task=OuterRef("pk"), kind=TaskDependency.Kind.HARD
+    ).exclude(depends_on__status=Task.Status.DONE)
+    return (
+        Task.objects.filter(project=project, status=Task.Status.PENDING)
+        .exclude(Exists(unmet))
+        .update(status=Task.Status.READY, updated=timezone.now())
+    )
+
+
+# ---------------------------------------------------------------- dependencies
+
+
+@transaction.atomic
+def dependency_add(*, project: Project, task: Task, depends_on: str, kind: str = "hard") -> TaskDependency:
+    """Add `task` → `depends_on` (a key or id) unless it is unknown, a duplicate or would close a cycle."""
+    if kind not in TaskDependency.Kind.values:
+        raise ValidationError("kind must be hard or soft", code="invalid_kind", details={"fields": {"kind": [kind]}})
+    Project.objects.select_for_update().filter(pk=project.pk).first()  # serialise graph edits per project
+    target = _task_by_ref(project, depends_on)
+    if target.pk == task.pk:
+        raise ValidationError(f"task {task.key} cannot depend on itself", code="self_dependency")
+    if TaskDependency.objects.filter(task=task, depends_on=target).exists():
+        raise ConflictError(f"{task.key} already depends on {target.key}", code="dependency_exists",
+                            recoverable=False)
+    _refuse_cycle(project, task, target, kind)
+    dependency = TaskDependency.objects.create(task=task, depends_on=target, kind=kind,
+                                               origin=TaskDependency.Origin.MANUAL)
+    _requeue_if_blocked_by(task, target, kind)
+    return dependency
+
+
+def _task_by_ref(project: Project, ref: str) -> Task:
+    task = project.tasks.filter(key=ref).first()
+    if task is None and str(ref).isdigit():
+        task = project.tasks.filter(pk=int(ref)).first()
+    if task is None:
+        raise NotFoundError(f"task {ref} not found in project {project.slug!r}", code="task_not_found")
+    return task
+
+
+def _refuse_cycle(project: Project, task: Task, target: Task, kind: str) -> None:
+    graph = project_graph(project)
+    graph = type(graph)(graph.nodes.values(), [*graph.edges, Edge(task.key, target.key, kind)])
+    if cycles := graph.cycles():
+        members = ", ".join(cycles[0])
+        raise ValidationError(f"{task.key} → {target.key} would create a cycle: {members}", code="cycle",
+                              details={"cycle": cycles[0]})
+
+
+def _requeue_if_blocked_by(task: Task, target: Task, kind: str) -> None:
+    # A ready task that just gained an unfinished hard prerequisite must wait for it again.
+    if kind == TaskDependency.Kind.HARD and task.status == Task.Status.READY and target.status != Task.Status.DONE:
+        task_transition(task=task, to=Task.Status.PENDING)

@@ -1,0 +1,199 @@
+"""YokeFlow settings: every value comes from the environment through the small helpers below.
+
+The helpers fail loudly (ImproperlyConfigured naming the variable and what was wrong) so a typo in a
+deployment shows up at start-up rather than as odd behaviour later. There is one settings module for
+every environment; `settings_test.py` only overlays what tests need.
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+from urllib.parse import urlsplit
+
+import dj_database_url
+from django.core.exceptions import ImproperlyConfigured
+
+BASE_DIR = Path(__file__).resolve().parent.parent
+VAR_DIR = BASE_DIR / "var"
+
+_TRUE = {"1", "true", "yes", "on"}
+_FALSE = {"0", "false", "no", "off", ""}
+
+
+def env(name: str, default: str | None = None) -> str | None:
+    value = os.environ.get(name)
+    return default if value is None else value.strip()
+
+
+def envbool(name: str, default: bool = False) -> bool:
+    value = env(name)
+    if value is None:
+        return default
+    if value.lower() in _TRUE:
+        return True
+    if value.lower() in _FALSE:
+        return False
+    raise ImproperlyConfigured(f"{name} must be a boolean (1/0, true/false, yes/no, on/off), got {value!r}")
+
+
+def envint(name: str, default: int, *, minimum: int | None = None) -> int:
+    value = env(name)
+    if value is None or value == "":
+        return default
+    try:
+        number = int(value)
+    except ValueError:
+        raise ImproperlyConfigured(f"{name} must be an integer, got {value!r}") from None
+    if minimum is not None and number < minimum:
+        raise ImproperlyConfigured(f"{name} must be at least {minimum}, got {number}")
+    return number
+
+
+def envlist(name: str, default: list[str]) -> list[str]:
+    value = env(name)
+    if value is None:
+        return default
+    return [item.strip() for item in value.split(",") if item.strip()]
+
+
+def envsecret(name: str, *, required: bool = False, fallback: str | None = None) -> str | None:
+    """A secret: never has a default in production. `fallback` is only for development (DEBUG)."""
+    value = env(name) or None
+    if value is None and fallback is not None:
+        return fallback
+    if value is None and required:
+        raise ImproperlyConfigured(f"{name} is not set; it is required (set DEBUG=1 for a development default)")
+    return value
+
+
+def envurl(name: str, default: str | None = None) -> str | None:
+    value = env(name) or default
+    if value is None:
+        return None
+    parts = urlsplit(value)
+    if parts.scheme not in {"http", "https"} or not parts.netloc:
+        raise ImproperlyConfigured(f"{name} must be an http(s) URL, got {value!r}")
+    return value.rstrip("/")
+
+
+def envdatabase(name: str, default: str) -> dict:
+    value = env(name) or default
+    try:
+        config = dj_database_url.parse(value, conn_max_age=envint("DB_CONN_MAX_AGE", 60, minimum=0))
+    except ValueError as exc:
+        raise ImproperlyConfigured(f"{name} is not a valid database URL ({exc}): {value!r}") from None
+    if not config.get("ENGINE"):
+        raise ImproperlyConfigured(f"{name} has an unsupported scheme: {value!r}")
+    if config["ENGINE"].endswith("sqlite3"):
+        # SQLite is the single-machine default; WAL and a busy timeout keep the web process and the
+        # workers from failing with "database is locked" while they share the file.
+        config["OPTIONS"] = {"timeout": 20, "init_command": "PRAGMA journal_mode=WAL;"}
+        config["CONN_MAX_AGE"] = 0
+        if config["NAME"] not in ("", ":memory:"):
+            Path(config["NAME"]).parent.mkdir(parents=True, exist_ok=True)
+    return config
+
+
+DEBUG = envbool("DEBUG", False)
+SECRET_KEY = envsecret("SECRET_KEY", required=True, fallback="dev-only-insecure-key" if DEBUG else None)
+ALLOWED_HOSTS = envlist("ALLOWED_HOSTS", ["localhost", "127.0.0.1", "[::1]"] if DEBUG else [])
+CSRF_TRUSTED_ORIGINS = envlist("CSRF_TRUSTED_ORIGINS", [])
+
+PROJECTS_ROOT = Path(env("PROJECTS_ROOT") or VAR_DIR / "projects").resolve()
+ANTHROPIC_API_KEY = envsecret("ANTHROPIC_API_KEY")
+ANTHROPIC_BASE_URL = envurl("ANTHROPIC_BASE_URL")
+
+INSTALLED_APPS = [
+    "django.contrib.admin",
+    "django.contrib.auth",
+    "django.contrib.contenttypes",
+    "django.contrib.sessions",
+    "django.contrib.messages",
+    "django.contrib.staticfiles",
+    "django_htmx",
+    "django_q",
+    "ninja",
+    "apps.core",
+    "apps.projects",
+    "apps.dashboard",
+]
+
+MIDDLEWARE = [
+    "django.middleware.security.SecurityMiddleware",
+    "django.contrib.sessions.middleware.SessionMiddleware",
+    "django.middleware.common.CommonMiddleware",
+    "django.middleware.csrf.CsrfViewMiddleware",
+    "django.contrib.auth.middleware.AuthenticationMiddleware",
+    # Every page needs a login unless a view opts out explicitly (the JSON API authenticates itself).
+    "django.contrib.auth.middleware.LoginRequiredMiddleware",
+    "django.contrib.messages.middleware.MessageMiddleware",
+    "django.middleware.clickjacking.XFrameOptionsMiddleware",
+    "django_htmx.middleware.HtmxMiddleware",
+]
+
+ROOT_URLCONF = "yokeflow.urls"
+WSGI_APPLICATION = "yokeflow.wsgi.application"
+
+TEMPLATES = [
+    {
+        "BACKEND": "django.template.backends.django.DjangoTemplates",
+        "DIRS": [BASE_DIR / "templates"],
+        "APP_DIRS": True,
+        "OPTIONS": {
+            "context_processors": [
+                "django.template.context_processors.request",
+                "django.contrib.auth.context_processors.auth",
+                "django.contrib.messages.context_processors.messages",
+            ],
+        },
+    },
+]
+
+DATABASES = {"default": envdatabase("DATABASE_URL", f"sqlite:///{VAR_DIR / 'yokeflow.sqlite3'}")}
+DEFAULT_AUTO_FIELD = "django.db.models.BigAutoField"
+
+AUTH_PASSWORD_VALIDATORS = [
+    {"NAME": "django.contrib.auth.password_validation.UserAttributeSimilarityValidator"},
+    {"NAME": "django.contrib.auth.password_validation.MinimumLengthValidator"},
+    {"NAME": "django.contrib.auth.password_validation.CommonPasswordValidator"},
+    {"NAME": "django.contrib.auth.password_validation.NumericPasswordValidator"},
+]
+
+LOGIN_URL = "login"
+LOGIN_REDIRECT_URL = "dashboard:projects"
+LOGOUT_REDIRECT_URL = "login"
+
+LANGUAGE_CODE = "en-us"
+TIME_ZONE = "UTC"
+USE_I18N = True
+USE_TZ = True
+
+STATIC_URL = "static/"
+STATICFILES_DIRS = [BASE_DIR / "static"]
+STATIC_ROOT = VAR_DIR / "static"
+
+SESSION_COOKIE_HTTPONLY = True
+SESSION_COOKIE_SECURE = envbool("SECURE_COOKIES", not DEBUG)
+CSRF_COOKIE_SECURE = SESSION_COOKIE_SECURE
+
+# django-q2: the ORM broker needs no extra service; every long action is a job on it.
+Q_CLUSTER = {
+    "name": "yokeflow",
+    "orm": "default",
+    "workers": envint("Q_WORKERS", 2, minimum=1),
+    "timeout": envint("Q_TIMEOUT", 3600, minimum=1),
+    "retry": envint("Q_TIMEOUT", 3600, minimum=1) + 60,  # must exceed timeout or jobs run twice
+    "max_attempts": 1,
+    "catch_up": False,
+    "label": "Jobs",
+}
+
+API_PAGE_SIZE = envint("API_PAGE_SIZE", 100, minimum=1)
+
+LOGGING = {
+    "version": 1,
+    "disable_existing_loggers": False,
+    "handlers": {"console": {"class": "logging.StreamHandler"}},
+    "root": {"handlers": ["console"], "level": env("LOG_LEVEL", "INFO")},
+}

@@ -1,0 +1,23 @@
+"""Test overlay: the real settings plus what makes tests fast and hermetic.
+
+The database still comes from DATABASE_URL (PostgreSQL in CI); without it tests use SQLite.
+"""
+
+from __future__ import annotations
+
+import os
+import tempfile
+
+os.environ.setdefault("SECRET_KEY", "test-only-secret-key")
+os.environ.pop("ANTHROPIC_API_KEY", None)  # tests never reach the real provider
+
+from yokeflow.settings import *  # noqa: E402,F403
+from yokeflow.settings import VAR_DIR  # noqa: E402
+
+PASSWORD_HASHERS = ["django.contrib.auth.hashers.MD5PasswordHasher"]  # speed: hashing is not under test
+MAILERS = {"default": {"BACKEND": "django.core.mail.backends.locmem.EmailBackend"}}
+PROJECTS_ROOT = Path(tempfile.mkdtemp(prefix="yokeflow-projects-"))  # noqa: F405
+ANTHROPIC_API_KEY = None
+SESSION_COOKIE_SECURE = False
+CSRF_COOKIE_SECURE = False
+STATIC_ROOT = VAR_DIR / "static-test"
