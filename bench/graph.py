@@ -19,7 +19,7 @@ from pathlib import Path
 # The resolver has no Django dependency, so importing it only needs the repo root on sys.path.
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from apps.projects.graph import DependencyGraph, Edge, Node  # noqa: E402
+from apps.projects.graph import DependencyGraph, Edge, Node
 
 GOAL_SECONDS = 1.0
 DEFAULT_CASES = ((10_000, 30_000), (100_000, 300_000))
@@ -117,7 +117,9 @@ def describe(graph: DependencyGraph) -> str:
 
 
 def parse_args(argv: list[str] | None) -> argparse.Namespace:
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
     parser.add_argument("--tasks", type=int, help="run a single case with this many tasks")
     parser.add_argument("--edges", type=int, help="edges for --tasks (default: 3 per task)")
     parser.add_argument("--seed", type=int, default=20240601)

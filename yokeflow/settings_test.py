@@ -11,12 +11,12 @@ import tempfile
 os.environ.setdefault("SECRET_KEY", "test-only-secret-key")
 os.environ.pop("ANTHROPIC_API_KEY", None)  # tests never reach the real provider
 
-from yokeflow.settings import *  # noqa: E402,F403
-from yokeflow.settings import VAR_DIR  # noqa: E402
+from yokeflow.settings import *
+from yokeflow.settings import VAR_DIR
 
 PASSWORD_HASHERS = ["django.contrib.auth.hashers.MD5PasswordHasher"]  # speed: hashing is not under test
 MAILERS = {"default": {"BACKEND": "django.core.mail.backends.locmem.EmailBackend"}}
-PROJECTS_ROOT = Path(tempfile.mkdtemp(prefix="yokeflow-projects-"))  # noqa: F405
+PROJECTS_ROOT = Path(tempfile.mkdtemp(prefix="yokeflow-projects-"))
 ANTHROPIC_API_KEY = None
 SESSION_COOKIE_SECURE = False
 CSRF_COOKIE_SECURE = False

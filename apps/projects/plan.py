@@ -216,15 +216,17 @@ def plan_check(plan: PlanSpec) -> list[Problem]:
 # The heuristic: inside one epic, work usually flows schema/model → API → UI. A task of a later layer
 # that does not already (transitively) depend on any task of the layer before it probably should.
 _LAYERS: list[tuple[str, set[str], re.Pattern[str]]] = [
-    ("schema/model", {Domain.DATABASE}, re.compile(r"\b(schema|models?|migrations?|database|tables?|entit(y|ies))\b", re.I)),
+    ("schema/model", {Domain.DATABASE},
+     re.compile(r"\b(schema|models?|migrations?|database|tables?|entit(y|ies))\b", re.I)),
     ("API", {Domain.API}, re.compile(r"\b(api|endpoints?|routes?|serializers?|rest|graphql)\b", re.I)),
-    ("UI", {Domain.FRONTEND}, re.compile(r"\b(ui|pages?|frontend|components?|screens?|forms?|views?|dashboards?)\b", re.I)),
+    ("UI", {Domain.FRONTEND},
+     re.compile(r"\b(ui|pages?|frontend|components?|screens?|forms?|views?|dashboards?)\b", re.I)),
 ]
 INFERENCE_TASK_LIMIT = 5_000  # the reachability checks are quadratic per epic; skip on giant plans
 
 
 def _layer(task: TaskSpec) -> int | None:
-    for index, (_, domains, pattern) in enumerate(_LAYERS):
+    for index, (_, domains, _) in enumerate(_LAYERS):
         if task.domain in domains:
             return index
     text = f"{task.title} {task.key}"
