@@ -31,7 +31,7 @@ class Timings:
     construct: float = float("inf")
     analyze: float = float("inf")
     critical: float = float("inf")
-    combined: float = float("inf")  # analyze + critical path measured in the same run
+    combined: float = float("inf")  # construct + analyze + critical path, measured in one run
     ascii: float = float("inf")
 
 
@@ -85,7 +85,7 @@ def measure(nodes: list[Node], edges: list[Edge], repeat: int) -> Timings:
         best.construct = min(best.construct, construct)
         best.analyze = min(best.analyze, analyze)
         best.critical = min(best.critical, critical)
-        best.combined = min(best.combined, analyze + critical)
+        best.combined = min(best.combined, construct + analyze + critical)
         best.ascii = min(best.ascii, ascii_)
     return best
 
@@ -102,13 +102,13 @@ def run_case(tasks: int, edges: int, seed: int, repeat: int) -> tuple[str, Timin
 
 
 def print_table(rows: list[tuple[str, Timings]]) -> None:
-    header = f"{'case':<28}{'construct':>10}{'analyze':>10}{'critical':>10}{'a+cp':>10}{'ascii':>10}"
+    header = f"{'case':<28}{'construct':>10}{'analyze':>10}{'critical':>10}{'total':>10}{'ascii':>10}"
     print(header)
     print("-" * len(header))
     for label, t in rows:
         cells = (t.construct, t.analyze, t.critical, t.combined, t.ascii)
         print(f"{label:<28}" + "".join(f"{value:>10.3f}" for value in cells))
-    print("(seconds, best of repeats; a+cp = analyze + critical path)")
+    print("(seconds, best of repeats; total = construct + analyze + critical path, what a caller pays)")
 
 
 def describe(graph: DependencyGraph) -> str:
@@ -140,7 +140,7 @@ def main(argv: list[str] | None = None) -> int:
     print_table(rows)
     label, timings = rows[-1]
     verdict = "OK" if timings.combined < GOAL_SECONDS else "TOO SLOW"
-    print(f"{label}: analyze+critical path {timings.combined:.2f} s (goal < {GOAL_SECONDS:g} s: {verdict})")
+    print(f"{label}: build+analyze+critical path {timings.combined:.2f} s (goal < {GOAL_SECONDS:g} s: {verdict})")
     return 0
 
 

@@ -22,6 +22,8 @@ from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass
 from operator import attrgetter
 
+from apps.projects.graph.algorithms import find_cycles, heaviest_chains, kahn_layers
+
 __all__ = ["CycleError", "DependencyGraph", "Edge", "GraphAnalysis", "Node"]
 
 HARD = "hard"
@@ -180,7 +182,7 @@ class DependencyGraph:
         in_degree = [0] * len(succ)
         for task in self._dst:
             in_degree[task] += 1
-        self._layers = _kahn_layers(succ, in_degree)
+        self._layers = kahn_layers(succ, in_degree)
         # Kahn leaves exactly the nodes that are in, or downstream of, a cycle with in-degree > 0.
         self._blocked = [i for i, degree in enumerate(in_degree) if degree]
         keys = self._keys
@@ -188,7 +190,7 @@ class DependencyGraph:
         return GraphAnalysis(
             batches=batches,
             order=[key for batch in batches for key in batch],
-            cycles=sorted(sorted(keys[i] for i in cycle) for cycle in _find_cycles(succ, self._blocked)),
+            cycles=sorted(sorted(keys[i] for i in cycle) for cycle in find_cycles(succ, self._blocked)),
             missing=sorted(self._missing),
         )
 
@@ -196,7 +198,7 @@ class DependencyGraph:
         if not self._keys:
             return [], 0.0
         weights = _weights(self._ordered)
-        dist, parent = _heaviest_chains(self._layers, self._successors(), weights, self._keys)
+        dist, parent = heaviest_chains(self._layers, self._successors(), weights, self._keys)
         keys = self._keys
         heaviest = max(dist)
         end = min((i for i, d in enumerate(dist) if d == heaviest), key=keys.__getitem__)
@@ -364,141 +366,8 @@ def _weight(estimate: float | None) -> float:
     return max(float(estimate), 0.0)
 
 
-def _kahn_layers(succ: list[list[int]], in_degree: list[int]) -> list[list[int]]:
-    """Layered topological sort; consumes ``in_degree`` (nodes left > 0 could not be placed)."""
-    layer = [i for i, degree in enumerate(in_degree) if not degree]
-    layers: list[list[int]] = []
-    while layer:
-        layer.sort()  # indices were assigned in (priority, key) order
-        layers.append(layer)
-        ready: list[int] = []
-        for node in layer:
-            for nxt in succ[node]:
-                degree = in_degree[nxt] - 1
-                in_degree[nxt] = degree
-                if not degree:
-                    ready.append(nxt)
-        layer = ready
-    return layers
-
-
-def _heaviest_chains(
-    layers: list[list[int]], succ: list[list[int]], weights: list[float], keys: list[str]
-) -> tuple[list[float], list[int]]:
-    """Per node: weight of the heaviest chain ending there, and that chain's previous node."""
-    best_in = [0.0] * len(weights)  # heaviest chain strictly before the node
-    parent = [-1] * len(weights)
-    dist = [0.0] * len(weights)
-    for layer in layers:  # topological order: every prerequisite is final before its dependents
-        for node in layer:
-            total = best_in[node] + weights[node]
-            dist[node] = total
-            for nxt in succ[node]:
-                current = best_in[nxt]
-                if total > current or (
-                    total == current and (parent[nxt] < 0 or keys[node] < keys[parent[nxt]])
-                ):
-                    best_in[nxt] = total
-                    parent[nxt] = node
-    return dist, parent
-
-
-def _find_cycles(succ: list[list[int]], leftover: list[int]) -> list[list[int]]:
-    """Cycles among the nodes Kahn could not place: SCCs of size > 1, plus self-loops."""
-    if not leftover:
-        return []
-    alive = bytearray(len(succ))
-    for node in leftover:
-        alive[node] = 1
-    _trim_sinks(succ, alive, leftover)
-    core = [node for node in leftover if alive[node]]
-    return [
-        component
-        for component in _Tarjan(succ, alive).components(core)
-        if len(component) > 1 or component[0] in succ[component[0]]
-    ]
-
-
-def _trim_sinks(succ: list[list[int]], alive: bytearray, nodes: list[int]) -> None:
-    """Drop nodes that reach no cycle (merely downstream of one) so Tarjan only sees the core."""
-    out_degree: dict[int, int] = {}
-    preds: dict[int, list[int]] = {node: [] for node in nodes}
-    for node in nodes:
-        live = [nxt for nxt in succ[node] if alive[nxt]]
-        out_degree[node] = len(live)
-        for nxt in live:
-            preds[nxt].append(node)
-    sinks = [node for node in nodes if not out_degree[node]]
-    while sinks:
-        node = sinks.pop()
-        alive[node] = 0
-        for pred in preds[node]:
-            out_degree[pred] -= 1
-            if not out_degree[pred]:
-                sinks.append(pred)
-
-
-class _Tarjan:
-    """Iterative Tarjan SCC over the ``alive`` nodes (explicit stack: no recursion limit)."""
-
-    def __init__(self, succ: list[list[int]], alive: bytearray) -> None:
-        self.succ = succ
-        self.alive = alive
-        self.index = [-1] * len(succ)
-        self.low = [0] * len(succ)
-        self.on_stack = bytearray(len(succ))
-        self.stack: list[int] = []
-        self.counter = 0
-        self.found: list[list[int]] = []
-
-    def components(self, roots: list[int]) -> list[list[int]]:
-        for root in roots:
-            if self.index[root] < 0:
-                self._search(root)
-        return self.found
-
-    def _enter(self, node: int, frames: list[tuple[int, Iterator[int]]]) -> None:
-        self.index[node] = self.low[node] = self.counter
-        self.counter += 1
-        self.stack.append(node)
-        self.on_stack[node] = 1
-        frames.append((node, iter(self.succ[node])))
-
-    def _search(self, root: int) -> None:
-        index, low, alive, on_stack = self.index, self.low, self.alive, self.on_stack
-        frames: list[tuple[int, Iterator[int]]] = []
-        self._enter(root, frames)
-        while frames:
-            node, children = frames[-1]
-            for child in children:  # resumes where this frame left off
-                if not alive[child]:
-                    continue
-                if index[child] < 0:
-                    self._enter(child, frames)
-                    break
-                if on_stack[child] and index[child] < low[node]:
-                    low[node] = index[child]
-            else:
-                frames.pop()
-                self._finish(node, frames)
-
-    def _finish(self, node: int, frames: list[tuple[int, Iterator[int]]]) -> None:
-        low = self.low
-        if frames and low[node] < low[frames[-1][0]]:
-            low[frames[-1][0]] = low[node]
-        if low[node] != self.index[node]:
-            return
-        component: list[int] = []
-        while True:
-            member = self.stack.pop()
-            self.on_stack[member] = 0
-            component.append(member)
-            if member == node:
-                break
-        self.found.append(component)
-
-
 _UNSAFE_ID = re.compile(r"[^A-Za-z0-9_]")
+
 # Mermaid entity codes; '#' first-class too, since it starts an entity itself.  Newlines would
 # end the statement, so they become spaces.
 _MERMAID_ESCAPES = str.maketrans(
