@@ -12,8 +12,8 @@ venv: $(VENV)/.installed
 
 $(VENV)/.installed: requirements.txt requirements-dev.txt
 	@test -x $(PY) || $$(.ci/find-python) -m venv $(VENV)
-	$(PY) -m pip install --quiet --upgrade pip
-	$(PY) -m pip install --quiet -r requirements-dev.txt
+	$(PY) -m pip install --quiet --upgrade pip 2> >(grep -v '^WARNING: Location' >&2)
+	$(PY) -m pip install --quiet -r requirements-dev.txt 2> >(grep -v '^WARNING: Location' >&2)
 	@touch $@
 
 demo: venv

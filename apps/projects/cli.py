@@ -11,7 +11,7 @@ from django.contrib.auth import get_user_model
 from apps.core.errors import NotFoundError, ValidationError
 from apps.projects import selectors, services
 from apps.projects.graph import CycleError
-from apps.projects.models import Project, Task
+from apps.projects.models import Task
 from apps.projects.plan import plan_import
 
 
@@ -60,14 +60,6 @@ def _owner(username: str | None):
     return owner
 
 
-def _project(ref: str) -> Project:
-    lookup = {"pk": int(ref)} if ref.isdigit() else {"slug": ref}
-    project = Project.objects.filter(**lookup).first()
-    if project is None:
-        raise NotFoundError(f"project {ref!r} not found", code="project_not_found")
-    return project
-
-
 def _new(options: dict[str, Any], out: Any) -> None:
     spec = _read(options["spec"], "spec")
     project = services.project_create(
@@ -78,7 +70,7 @@ def _new(options: dict[str, Any], out: Any) -> None:
 
 
 def _import_plan(options: dict[str, Any], out: Any) -> None:
-    project = _project(options["project"])
+    project = selectors.project_find(options["project"])
     result = plan_import(project=project, data=_read(options["file"], "plan"), replace=options["replace"],
                          apply_suggestions=options["apply_suggestions"])
     out.write(f"imported {result.epics} epics, {result.tasks} tasks, {result.dependencies} dependencies, "
@@ -89,7 +81,7 @@ def _import_plan(options: dict[str, Any], out: Any) -> None:
 
 
 def _graph(options: dict[str, Any], out: Any) -> None:
-    graph = selectors.project_graph(_project(options["project"]))
+    graph = selectors.project_graph(selectors.project_find(options["project"]))
     if options["format"] == "mermaid":
         out.write(graph.to_mermaid())
     elif options["format"] == "json":
@@ -99,7 +91,7 @@ def _graph(options: dict[str, Any], out: Any) -> None:
 
 
 def _status(options: dict[str, Any], out: Any) -> None:
-    project = _project(options["project"])
+    project = selectors.project_find(options["project"])
     counts = selectors.project_counts(project)
     out.write(f"{project.name} ({project.slug}) · {project.status} · {counts['total']} tasks")
     out.write("  " + "  ".join(f"{s}: {counts[s]}" for s in Task.Status.values if counts[s]))

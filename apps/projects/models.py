@@ -6,7 +6,12 @@ import re
 
 from django.conf import settings
 from django.core.exceptions import ValidationError
-from django.core.validators import MaxValueValidator, MinValueValidator, RegexValidator
+from django.core.validators import (
+    MaxValueValidator,
+    MinValueValidator,
+    ProhibitNullCharactersValidator,
+    RegexValidator,
+)
 from django.db import models
 from django.db.models import F, Q
 
@@ -20,6 +25,7 @@ RESERVED_SLUGS = frozenset(
 )
 KEY_PATTERN = r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$"
 KEY_RE = re.compile(KEY_PATTERN)
+SLUG_RE = re.compile(SLUG_PATTERN)
 
 slug_validator = RegexValidator(SLUG_PATTERN, "use lowercase letters, digits and inner hyphens (max 63)")
 
@@ -27,6 +33,7 @@ slug_validator = RegexValidator(SLUG_PATTERN, "use lowercase letters, digits and
 def validate_slug_not_reserved(value: str) -> None:
     if value in RESERVED_SLUGS:
         raise ValidationError(f"{value!r} is reserved", code="reserved")
+no_nul = ProhibitNullCharactersValidator()
 key_validator = RegexValidator(KEY_PATTERN, "use letters, digits, '_', '.', '-' (max 64)")
 
 
@@ -69,10 +76,11 @@ class Project(BaseModel):
     Strategy = RunStrategy
     MergeStrategy = MergeStrategyChoice
     slug = models.SlugField(max_length=63, unique=True, validators=[slug_validator, validate_slug_not_reserved])
-    name = models.CharField(max_length=255)
-    spec = models.TextField(blank=True)
-    repo_path = models.CharField(max_length=1024, blank=True, help_text="Defaults to PROJECTS_ROOT/<slug>/repo.")
-    default_branch = models.CharField(max_length=100, default="main")
+    name = models.CharField(max_length=255, validators=[no_nul])
+    spec = models.TextField(blank=True, validators=[no_nul])
+    repo_path = models.CharField(max_length=1024, blank=True, validators=[no_nul],
+                                 help_text="Defaults to PROJECTS_ROOT/<slug>/repo.")
+    default_branch = models.CharField(max_length=100, default="main", validators=[no_nul])
     status = models.CharField(max_length=16, choices=ProjectStatus.choices, default=ProjectStatus.DRAFT)
     owner = models.ForeignKey(settings.AUTH_USER_MODEL, on_delete=models.PROTECT, related_name="owned_projects")
     members = models.ManyToManyField(

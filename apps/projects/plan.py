@@ -24,6 +24,7 @@ from django.db import transaction
 from pydantic import ConfigDict, Field, StringConstraints
 
 from apps.core.errors import ConflictError, ValidationError
+from apps.core.validation import Text
 from apps.projects.graph import DependencyGraph, Edge, Node
 from apps.projects.models import (
     KEY_PATTERN,
@@ -36,7 +37,7 @@ from apps.projects.models import (
 )
 
 Key = Annotated[str, StringConstraints(pattern=KEY_PATTERN)]
-Title = Annotated[str, StringConstraints(strip_whitespace=True, min_length=1, max_length=255)]
+Title = Annotated[Text, StringConstraints(strip_whitespace=True, min_length=1, max_length=255)]
 _STARTED = (Task.Status.RUNNING, Task.Status.MERGING, Task.Status.DONE, Task.Status.PAUSED)
 
 
@@ -46,14 +47,14 @@ class _Strict(pydantic.BaseModel):
 
 
 class TestSpec(_Strict):
-    description: Annotated[str, StringConstraints(strip_whitespace=True, min_length=1, max_length=2000)]
-    command: Annotated[str, StringConstraints(strip_whitespace=True, max_length=2000)] = ""
+    description: Annotated[Text, StringConstraints(strip_whitespace=True, min_length=1, max_length=2000)]
+    command: Annotated[Text, StringConstraints(strip_whitespace=True, max_length=2000)] = ""
 
 
 class TaskSpec(_Strict):
     key: Key
     title: Title
-    description: str = Field(default="", max_length=20_000)
+    description: Text = Field(default="", max_length=20_000)
     priority: int = Field(default=0, ge=-1000, le=1000)
     depends_on: list[Key] = Field(default_factory=list)
     dependency_type: Literal["hard", "soft"] = "hard"
@@ -66,7 +67,7 @@ class TaskSpec(_Strict):
 class EpicSpec(_Strict):
     key: Key
     title: Title
-    description: str = Field(default="", max_length=20_000)
+    description: Text = Field(default="", max_length=20_000)
     priority: int = Field(default=0, ge=-1000, le=1000)
     depends_on: list[Key] = Field(default_factory=list)
     tasks: list[TaskSpec] = Field(default_factory=list)

@@ -9,32 +9,33 @@ from typing import Annotated, Literal
 from ninja import Field, Schema
 from pydantic import StringConstraints
 
-from apps.projects.models import SLUG_PATTERN, Domain, MergeStrategyChoice, ProjectStatus, RunStrategy, TaskStatus
+from apps.core.validation import Text
+from apps.projects.models import KEY_PATTERN, SLUG_PATTERN, MergeStrategyChoice, ProjectStatus, RunStrategy, TaskStatus
 
-Name = Annotated[str, StringConstraints(strip_whitespace=True, min_length=1, max_length=255)]
+Name = Annotated[Text, StringConstraints(strip_whitespace=True, min_length=1, max_length=255)]
 Slug = Annotated[str, StringConstraints(pattern=SLUG_PATTERN)]
 
 
 class ProjectSettingsIn(Schema):
-    default_branch: Annotated[str, StringConstraints(min_length=1, max_length=100)] | None = None
+    default_branch: Annotated[Text, StringConstraints(min_length=1, max_length=100)] | None = None
     parallel_enabled: bool | None = None
     max_concurrency: int | None = Field(default=None, ge=1, le=64)
     strategy: RunStrategy | None = None
     merge_strategy: MergeStrategyChoice | None = None
     budget_usd: Decimal | None = Field(default=None, ge=0, max_digits=10, decimal_places=2)
-    model_overrides: dict[str, str] | None = None
+    model_overrides: dict[Text, Text] | None = None
 
 
 class ProjectIn(ProjectSettingsIn):
     name: Name
     slug: Slug | None = None
-    spec: str = Field(default="", max_length=500_000)
-    repo_path: str = Field(default="", max_length=1024)
+    spec: Text = Field(default="", max_length=500_000)
+    repo_path: Text = Field(default="", max_length=1024)
 
 
 class ProjectPatch(ProjectSettingsIn):
     name: Name | None = None
-    spec: str | None = Field(default=None, max_length=500_000)
+    spec: Text | None = Field(default=None, max_length=500_000)
     status: ProjectStatus | None = None
 
 
@@ -130,11 +131,11 @@ class TaskDetailOut(TaskOut):
 
 class TaskFilter(Schema):
     status: TaskStatus | None = None
-    epic: Annotated[str, StringConstraints(max_length=64)] | None = None
+    epic: Annotated[str, StringConstraints(pattern=KEY_PATTERN)] | None = None
 
 
 class DependencyIn(Schema):
-    depends_on: Annotated[str, StringConstraints(min_length=1, max_length=64)]
+    depends_on: Annotated[str, StringConstraints(pattern=KEY_PATTERN)]
     kind: Literal["hard", "soft"] = "hard"
 
 
@@ -194,8 +195,3 @@ class ValidateOut(Schema):
     batches: int
     cycles: list[list[str]]
     missing: list[list[str]]
-
-
-class DomainCount(Schema):
-    domain: Domain
-    count: int

@@ -2,12 +2,14 @@
 
 from __future__ import annotations
 
+import re
+
 from django.contrib.auth.models import AbstractBaseUser, AnonymousUser
 from django.db.models import Count, Q, QuerySet
 
 from apps.core.errors import NotFoundError, PermissionDeniedError
 from apps.projects.graph import DependencyGraph, Edge, Node
-from apps.projects.models import Epic, Project, ProjectMembership, Task, TaskDependency
+from apps.projects.models import KEY_RE, SLUG_RE, Epic, Project, ProjectMembership, Task, TaskDependency
 
 User = AbstractBaseUser | AnonymousUser
 
@@ -32,15 +34,32 @@ def can_operate(user: User, project: Project) -> bool:
     ).exists()
 
 
+def _by_key_or_id(rows: QuerySet, field: str, shape: re.Pattern[str], ref: str):
+    """The row whose `field` is `ref`, else the row whose id is `ref`; a ref of neither shape finds nothing.
+
+    Keys win over ids so that a plan with numeric task keys ("1", "2") still resolves by key.
+    """
+    found = rows.filter(**{field: ref}).first() if shape.match(ref) else None
+    if found is None and ref.isdigit():
+        found = rows.filter(pk=int(ref)).first()
+    return found
+
+
+def project_find(project_id: int | str, rows: QuerySet[Project] | None = None) -> Project:
+    """The project by slug or id among `rows` (all projects: the command line acts as the operator)."""
+    rows = Project.objects.select_related("owner") if rows is None else rows
+    project = _by_key_or_id(rows, "slug", SLUG_RE, str(project_id))
+    if project is None:
+        raise NotFoundError(f"project {str(project_id)!r} not found", code="project_not_found")
+    return project
+
+
 def project_get(*, user: User, project_id: int | str, operate: bool = False) -> Project:
-    """The project by id or slug if `user` may see it (and act on it when `operate`).
+    """The project by slug or id if `user` may see it (and act on it when `operate`).
 
     A project the user cannot see is reported as not found, so its existence does not leak.
     """
-    lookup = Q(pk=project_id) if str(project_id).isdigit() else Q(slug=project_id)
-    project = projects_visible_to(user).filter(lookup).first()
-    if project is None:
-        raise NotFoundError(f"project {project_id} not found", code="project_not_found")
+    project = project_find(project_id, projects_visible_to(user))
     if operate and not can_operate(user, project):
         raise PermissionDeniedError(f"you may view project {project.slug!r} but not act on it")
     return project
@@ -77,13 +96,12 @@ def tasks_list(project: Project, *, status: str | None = None, epic: str | None 
 
 
 def task_get(project: Project, task_id: int | str) -> Task:
-    lookup = Q(pk=task_id) if str(task_id).isdigit() else Q(key=task_id)
-    task = (
-        Task.objects.filter(lookup, project=project)
+    tasks = (
+        Task.objects.filter(project=project)
         .select_related("epic")
         .prefetch_related("tests", "dependencies__depends_on", "dependents__task")
-        .first()
     )
+    task = _by_key_or_id(tasks, "key", KEY_RE, str(task_id))
     if task is None:
         raise NotFoundError(f"task {task_id} not found in project {project.slug!r}", code="task_not_found")
     return task

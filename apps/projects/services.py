@@ -13,10 +13,10 @@ from django.db.models import Exists, OuterRef
 from django.utils import timezone
 from django.utils.text import slugify
 
-from apps.core.errors import ConflictError, InvalidTransitionError, NotFoundError, ValidationError
+from apps.core.errors import ConflictError, InvalidTransitionError, ValidationError
 from apps.projects.graph import Edge
 from apps.projects.models import RESERVED_SLUGS, TASK_TRANSITIONS, Project, ProjectMembership, Task, TaskDependency
-from apps.projects.selectors import project_graph
+from apps.projects.selectors import project_graph, task_get
 
 EDITABLE_PROJECT_FIELDS = frozenset(
     {"name", "spec", "default_branch", "parallel_enabled", "max_concurrency", "strategy", "merge_strategy",
@@ -163,7 +163,7 @@ def dependency_add(*, project: Project, task: Task, depends_on: str, kind: str =
     if kind not in TaskDependency.Kind.values:
         raise ValidationError("kind must be hard or soft", code="invalid_kind", details={"fields": {"kind": [kind]}})
     Project.objects.select_for_update().filter(pk=project.pk).first()  # serialise graph edits per project
-    target = _task_by_ref(project, depends_on)
+    target = task_get(project, depends_on)
     if target.pk == task.pk:
         raise ValidationError(f"task {task.key} cannot depend on itself", code="self_dependency")
     if TaskDependency.objects.filter(task=task, depends_on=target).exists():
@@ -174,15 +174,6 @@ def dependency_add(*, project: Project, task: Task, depends_on: str, kind: str =
                                                origin=TaskDependency.Origin.MANUAL)
     _requeue_if_blocked_by(task, target, kind)
     return dependency
-
-
-def _task_by_ref(project: Project, ref: str) -> Task:
-    task = project.tasks.filter(key=ref).first()
-    if task is None and str(ref).isdigit():
-        task = project.tasks.filter(pk=int(ref)).first()
-    if task is None:
-        raise NotFoundError(f"task {ref} not found in project {project.slug!r}", code="task_not_found")
-    return task
 
 
 def _refuse_cycle(project: Project, task: Task, target: Task, kind: str) -> None:

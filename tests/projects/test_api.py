@@ -294,3 +294,42 @@ def test_the_openapi_document_lists_the_endpoints(client, owner):
                  "/api/projects/{project_id}/tasks/{task_id}/dependencies"):
         assert path in paths
     assert client.get("/api/docs").status_code == 200
+
+
+# ---------------------------------------------------------------- hostile input
+
+
+@pytest.mark.parametrize(
+    ("url", "status"),
+    [
+        ("/api/projects/%00", 404),
+        ("/api/projects/99999999999999999999999", 404),
+        ("/api/projects/todo-service/tasks/T1%00", 404),
+        ("/api/projects/todo-service/tasks?epic=E%00", 422),
+        ("/api/projects/todo-service/tasks?page=0", 422),
+    ],
+)
+def test_odd_ids_and_queries_are_refused_not_crashed(planned_project, owner, api_client, url, status):
+    assert api_client(owner).get(url).status_code == status
+
+
+def test_a_nul_character_in_a_body_is_a_422_naming_the_field(owner, api_client, example_plan, project):
+    client = api_client(owner)
+
+    status, body = _post(client, "/api/projects/", {"name": "a\x00b"})
+    assert (status, _fields(body)) == (422, ["body.payload.name"])
+
+    example_plan["epics"][0]["tasks"][1]["title"] = "bad\x00title"
+    status, body = _post(client, f"/api/projects/{project.pk}/plan", example_plan)
+    assert status == 422
+    assert "body.plan.epics.0.tasks.1.title" in _fields(body)
+    assert not Task.objects.exists()
+
+
+def test_numeric_task_keys_resolve_by_key_before_id(project, owner, api_client):
+    plan = {"epics": [{"key": "E1", "title": "E", "tasks": [{"key": str(n), "title": f"task {n}"} for n in range(1, 4)]}]}
+    _post(api_client(owner), f"/api/projects/{project.pk}/plan", plan)
+    other = Task.objects.get(key="3")
+
+    assert api_client(owner).get(f"/api/projects/{project.pk}/tasks/1").json()["key"] == "1"
+    assert api_client(owner).get(f"/api/projects/{project.pk}/tasks/{other.pk}").status_code == 200

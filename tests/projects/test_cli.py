@@ -109,3 +109,13 @@ def test_token_create_prints_a_token_that_works(owner, client):
     raw = yokeflow("token", "create", "olivia").splitlines()[0]
 
     assert client.get("/api/projects/", headers={"Authorization": f"Bearer {raw}"}).status_code == 200
+
+
+def test_a_spec_with_a_nul_character_is_refused(owner, tmp_path):
+    spec = tmp_path / "spec.md"
+    spec.write_text("bad\x00spec")
+
+    error = refused("new", "Nul", "--spec", str(spec), "--owner", "olivia")
+
+    assert "spec: Null characters are not allowed." in str(error)
+    assert not Project.objects.exists()

@@ -1,0 +1,20 @@
+"""Input types shared by every schema (API bodies, plan files).
+
+PostgreSQL text cannot hold NUL characters, and a NUL that reached the database would surface as a
+500; refusing it at the schema turns it into a 422 naming the field, on SQLite and PostgreSQL alike.
+"""
+
+from __future__ import annotations
+
+from typing import Annotated
+
+from pydantic import AfterValidator
+
+
+def reject_nul(value: str) -> str:
+    if "\x00" in value:
+        raise ValueError("must not contain NUL characters")
+    return value
+
+
+Text = Annotated[str, AfterValidator(reject_nul)]
