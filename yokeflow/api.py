@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import logging
 
+from django.core.exceptions import RequestDataTooBig
 from django.http import Http404, HttpRequest, HttpResponse
 from ninja import NinjaAPI
 from ninja.errors import AuthenticationError, HttpError
@@ -59,6 +60,12 @@ def unauthenticated(request: HttpRequest, exc: AuthenticationError) -> HttpRespo
     response = api.create_response(request, body, status=401)
     response["WWW-Authenticate"] = 'Bearer realm="yokeflow"'
     return response
+
+
+@api.exception_handler(RequestDataTooBig)
+def too_big(request: HttpRequest, exc: RequestDataTooBig) -> HttpResponse:
+    body = {"error": "request_too_large", "message": "request body exceeds MAX_REQUEST_BYTES"}
+    return api.create_response(request, body, status=413)
 
 
 @api.exception_handler(HttpError)

@@ -189,7 +189,11 @@ Q_CLUSTER = {
     "label": "Jobs",
 }
 
+# Plans of thousands of tasks are legitimate request bodies; anything larger answers 413.
+DATA_UPLOAD_MAX_MEMORY_SIZE = envint("MAX_REQUEST_BYTES", 20 * 1024 * 1024, minimum=1024)
 API_PAGE_SIZE = envint("API_PAGE_SIZE", 100, minimum=1)
+NINJA_PAGINATION_PER_PAGE = API_PAGE_SIZE
+NINJA_PAGINATION_MAX_PER_PAGE_SIZE = 1000
 
 LOGGING = {
     "version": 1,

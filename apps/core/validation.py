@@ -6,6 +6,7 @@ PostgreSQL text cannot hold NUL characters, and a NUL that reached the database 
 
 from __future__ import annotations
 
+import re
 from typing import Annotated
 
 from pydantic import AfterValidator
@@ -18,3 +19,11 @@ def reject_nul(value: str) -> str:
 
 
 Text = Annotated[str, AfterValidator(reject_nul)]
+
+
+_ID = re.compile(r"[0-9]{1,18}")  # ASCII digits only ('¹'.isdigit() is True) and within bigint range
+
+
+def as_id(ref: str) -> int | None:
+    """`ref` as a database id if it can be one, else None (so odd input never reaches the database)."""
+    return int(ref) if _ID.fullmatch(ref) else None

@@ -7,8 +7,9 @@ from typing import Literal
 
 from django.http import HttpRequest
 from ninja import Query, Router, Status
-from ninja.pagination import PageNumberPagination, paginate
+from ninja.pagination import paginate
 
+from apps.core.api import Pages
 from apps.core.errors import PermissionDeniedError, ValidationError
 from apps.projects import selectors, services
 from apps.projects.graph import CycleError
@@ -45,7 +46,7 @@ def _detail(project: Project) -> Project:
 
 
 @router.get("/", response=list[ProjectOut])
-@paginate(PageNumberPagination)
+@paginate(Pages)
 def list_projects(request: HttpRequest):
     return selectors.projects_visible_to(request.user)
 
@@ -92,13 +93,13 @@ def import_plan(
 
 
 @router.get("/{project_id}/epics", response=list[EpicOut])
-@paginate(PageNumberPagination)
+@paginate(Pages)
 def list_epics(request: HttpRequest, project_id: str):
     return selectors.epics_list(_project(request, project_id))
 
 
 @router.get("/{project_id}/tasks", response=list[TaskOut])
-@paginate(PageNumberPagination)
+@paginate(Pages)
 def list_tasks(request: HttpRequest, project_id: str, filters: Query[TaskFilter]):
     project = _project(request, project_id)
     return selectors.tasks_list(project, status=filters.status, epic=filters.epic)

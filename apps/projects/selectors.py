@@ -8,6 +8,7 @@ from django.contrib.auth.models import AbstractBaseUser, AnonymousUser
 from django.db.models import Count, Q, QuerySet
 
 from apps.core.errors import NotFoundError, PermissionDeniedError
+from apps.core.validation import as_id
 from apps.projects.graph import DependencyGraph, Edge, Node
 from apps.projects.models import KEY_RE, SLUG_RE, Epic, Project, ProjectMembership, Task, TaskDependency
 
@@ -40,8 +41,8 @@ def _by_key_or_id(rows: QuerySet, field: str, shape: re.Pattern[str], ref: str):
     Keys win over ids so that a plan with numeric task keys ("1", "2") still resolves by key.
     """
     found = rows.filter(**{field: ref}).first() if shape.match(ref) else None
-    if found is None and ref.isdigit():
-        found = rows.filter(pk=int(ref)).first()
+    if found is None and (pk := as_id(ref)) is not None:
+        found = rows.filter(pk=pk).first()
     return found
 
 
@@ -91,7 +92,8 @@ def tasks_list(project: Project, *, status: str | None = None, epic: str | None 
         tasks = tasks.filter(status=status)
     if epic:
         by_key = Q(epic__key=epic)
-        tasks = tasks.filter(by_key | Q(epic_id=int(epic)) if epic.isdigit() else by_key)
+        pk = as_id(epic)
+        tasks = tasks.filter(by_key if pk is None else by_key | Q(epic_id=pk))
     return tasks
 
 

@@ -307,6 +307,9 @@ def test_the_openapi_document_lists_the_endpoints(client, owner):
         ("/api/projects/todo-service/tasks/T1%00", 404),
         ("/api/projects/todo-service/tasks?epic=E%00", 422),
         ("/api/projects/todo-service/tasks?page=0", 422),
+        ("/api/projects/todo-service/tasks?page=99999999999999999", 422),
+        ("/api/projects/todo-service/tasks?epic=99999999999999999999999", 200),
+        ("/api/projects/%C2%B9/tasks", 404),
     ],
 )
 def test_odd_ids_and_queries_are_refused_not_crashed(planned_project, owner, api_client, url, status):
@@ -327,9 +330,19 @@ def test_a_nul_character_in_a_body_is_a_422_naming_the_field(owner, api_client, 
 
 
 def test_numeric_task_keys_resolve_by_key_before_id(project, owner, api_client):
-    plan = {"epics": [{"key": "E1", "title": "E", "tasks": [{"key": str(n), "title": f"task {n}"} for n in range(1, 4)]}]}
+    tasks = [{"key": str(n), "title": f"task {n}"} for n in range(1, 4)]
+    plan = {"epics": [{"key": "E1", "title": "E", "tasks": tasks}]}
     _post(api_client(owner), f"/api/projects/{project.pk}/plan", plan)
     other = Task.objects.get(key="3")
 
     assert api_client(owner).get(f"/api/projects/{project.pk}/tasks/1").json()["key"] == "1"
     assert api_client(owner).get(f"/api/projects/{project.pk}/tasks/{other.pk}").status_code == 200
+
+
+def test_an_oversized_body_is_413_not_a_crash(owner, api_client, settings):
+    settings.DATA_UPLOAD_MAX_MEMORY_SIZE = 1024
+
+    status, body = _post(api_client(owner), "/api/projects/", {"name": "big", "spec": "x" * 5000})
+
+    assert (status, body["error"]) == (413, "request_too_large")
+    assert not Project.objects.exists()
