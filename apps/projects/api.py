@@ -10,7 +10,7 @@ from ninja import Query, Router, Status
 from ninja.pagination import paginate
 
 from apps.core.api import Pages
-from apps.core.errors import PermissionDeniedError, ValidationError
+from apps.core.errors import ValidationError
 from apps.projects import selectors, services
 from apps.projects.graph import CycleError
 from apps.projects.models import Project
@@ -66,15 +66,14 @@ def get_project(request: HttpRequest, project_id: str):
 @router.patch("/{project_id}", response=ProjectDetailOut)
 def update_project(request: HttpRequest, project_id: str, payload: ProjectPatch):
     project = _project(request, project_id, operate=True)
-    return _detail(services.project_update(project=project, **payload.model_dump(exclude_none=True)))
+    # Only the fields the client sent; an explicit null clears an optional one such as budget_usd.
+    return _detail(services.project_update(project=project, **payload.model_dump(exclude_unset=True)))
 
 
 @router.delete("/{project_id}", response={204: None})
 def delete_project(request: HttpRequest, project_id: str):
     project = _project(request, project_id, operate=True)
-    if not (request.user.is_staff or project.owner_id == request.user.pk):
-        raise PermissionDeniedError("only the owner or staff may delete a project")
-    services.project_delete(project=project)
+    services.project_delete(project=project, by=request.user)
     return Status(204, None)
 
 

@@ -10,7 +10,7 @@ from ninja import Field, Schema
 from pydantic import StringConstraints
 
 from apps.core.validation import Text
-from apps.projects.models import KEY_PATTERN, SLUG_PATTERN, MergeStrategyChoice, ProjectStatus, RunStrategy, TaskStatus
+from apps.projects.models import KEY_PATTERN, SLUG_PATTERN, MergeStrategyChoice, RunStrategy, TaskStatus
 
 Name = Annotated[Text, StringConstraints(strip_whitespace=True, min_length=1, max_length=255)]
 Slug = Annotated[str, StringConstraints(pattern=SLUG_PATTERN)]
@@ -36,7 +36,6 @@ class ProjectIn(ProjectSettingsIn):
 class ProjectPatch(ProjectSettingsIn):
     name: Name | None = None
     spec: Text | None = Field(default=None, max_length=500_000)
-    status: ProjectStatus | None = None
 
 
 class ProjectOut(Schema):

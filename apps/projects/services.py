@@ -13,14 +13,14 @@ from django.db.models import Exists, OuterRef
 from django.utils import timezone
 from django.utils.text import slugify
 
-from apps.core.errors import ConflictError, InvalidTransitionError, ValidationError
-from apps.projects.graph import Edge
+from apps.core.errors import ConflictError, InvalidTransitionError, PermissionDeniedError, ValidationError
+from apps.projects.graph import DependencyGraph, Edge
 from apps.projects.models import RESERVED_SLUGS, TASK_TRANSITIONS, Project, ProjectMembership, Task, TaskDependency
 from apps.projects.selectors import project_graph, task_get
 
 EDITABLE_PROJECT_FIELDS = frozenset(
     {"name", "spec", "default_branch", "parallel_enabled", "max_concurrency", "strategy", "merge_strategy",
-     "budget_usd", "model_overrides", "status"}
+     "budget_usd", "model_overrides"}
 )
 
 
@@ -88,7 +88,9 @@ def project_update(*, project: Project, **fields: Any) -> Project:
     return _save_validated(project)
 
 
-def project_delete(*, project: Project) -> None:
+def project_delete(*, project: Project, by: AbstractBaseUser) -> None:
+    if not (by.is_staff or project.owner_id == by.pk):
+        raise PermissionDeniedError("only the owner or staff may delete a project")
     if project.tasks.filter(status__in=[Task.Status.RUNNING, Task.Status.MERGING]).exists():
         raise ConflictError(f"project {project.slug!r} has running tasks; cancel the run first",
                             code="project_running", recoverable=True)
@@ -178,7 +180,7 @@ def dependency_add(*, project: Project, task: Task, depends_on: str, kind: str =
 
 def _refuse_cycle(project: Project, task: Task, target: Task, kind: str) -> None:
     graph = project_graph(project)
-    graph = type(graph)(graph.nodes.values(), [*graph.edges, Edge(task.key, target.key, kind)])
+    graph = DependencyGraph(graph.nodes.values(), [*graph.edges, Edge(task.key, target.key, kind)])
     if cycles := graph.cycles():
         members = ", ".join(cycles[0])
         raise ValidationError(f"{task.key} → {target.key} would create a cycle: {members}", code="cycle",

@@ -149,6 +149,21 @@ def test_it_updates_project_settings(project, owner, api_client):
     assert (project.strategy, str(project.budget_usd)) == ("batch", "12.50")
 
 
+def test_patch_changes_only_what_was_sent_and_null_clears_the_budget(project, owner, api_client):
+    client = api_client(owner)
+    client.patch(f"/api/projects/{project.pk}", data=json.dumps({"budget_usd": "5"}), content_type="application/json")
+
+    response = client.patch(f"/api/projects/{project.pk}", data=json.dumps({"budget_usd": None}),
+                            content_type="application/json")
+    refused = client.patch(f"/api/projects/{project.pk}", data=json.dumps({"name": None}),
+                           content_type="application/json")
+
+    project.refresh_from_db()
+    assert response.status_code == 200
+    assert (project.budget_usd, project.name, project.strategy) == (None, "Todo service", "ready")
+    assert refused.status_code == 422
+
+
 # ---------------------------------------------------------------- plans, epics and tasks
 
 
