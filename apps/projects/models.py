@@ -198,7 +198,7 @@ class Task(BaseModel):
     last_error = models.TextField(blank=True)
 
     class Meta:
-        ordering = ["project", "epic__position", "position"]
+        ordering = ["project", "position"]  # position is plan-wide, in epic order: no join needed
         constraints = [
             models.UniqueConstraint(fields=["project", "key"], name="task_key_unique_in_project"),
             models.CheckConstraint(condition=_in_choices("status", TaskStatus), name="task_status_valid"),

@@ -87,7 +87,7 @@ def epics_list(project: Project) -> QuerySet[Epic]:
 
 
 def tasks_list(project: Project, *, status: str | None = None, epic: str | None = None) -> QuerySet[Task]:
-    tasks = Task.objects.filter(project=project).select_related("epic").order_by("epic__position", "position")
+    tasks = Task.objects.filter(project=project).select_related("epic").order_by("position")
     if status:
         tasks = tasks.filter(status=status)
     if epic:
@@ -112,7 +112,7 @@ def task_get(project: Project, task_id: int | str) -> Task:
 def project_graph(project: Project) -> DependencyGraph:
     """The project's dependency graph from three flat queries (no per-task queries)."""
     epic_keys = dict(Epic.objects.filter(project=project).values_list("pk", "key"))
-    rows = Task.objects.filter(project=project).order_by("epic__position", "position").values_list(
+    rows = Task.objects.filter(project=project).order_by("position").values_list(
         "pk", "key", "priority", "estimate_minutes", "epic_id", "title"
     )
     keys: dict[int, str] = {}
