@@ -178,12 +178,13 @@ SESSION_COOKIE_SECURE = envbool("SECURE_COOKIES", not DEBUG)
 CSRF_COOKIE_SECURE = SESSION_COOKIE_SECURE
 
 # django-q2: the ORM broker needs no extra service; every long action is a job on it.
+_Q_TIMEOUT = envint("Q_TIMEOUT", 3600, minimum=1)
 Q_CLUSTER = {
     "name": "yokeflow",
     "orm": "default",
     "workers": envint("Q_WORKERS", 2, minimum=1),
-    "timeout": envint("Q_TIMEOUT", 3600, minimum=1),
-    "retry": envint("Q_TIMEOUT", 3600, minimum=1) + 60,  # must exceed timeout or jobs run twice
+    "timeout": _Q_TIMEOUT,
+    "retry": _Q_TIMEOUT + 60,  # must exceed timeout or jobs run twice
     "max_attempts": 1,
     "catch_up": False,
     "label": "Jobs",

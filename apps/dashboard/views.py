@@ -11,8 +11,8 @@ from apps.projects.graph import CycleError
 
 
 def projects(request: HttpRequest) -> HttpResponse:
-    rows = [(p, selectors.project_counts(p)) for p in selectors.projects_visible_to(request.user)]
-    return render(request, "dashboard/projects.html", {"rows": rows})
+    projects = selectors.projects_with_counts(request.user)
+    return render(request, "dashboard/projects.html", {"projects": projects})
 
 
 def project(request: HttpRequest, slug: str) -> HttpResponse:
@@ -20,6 +20,8 @@ def project(request: HttpRequest, slug: str) -> HttpResponse:
         project = selectors.project_get(user=request.user, project_id=slug)
     except NotFoundError as exc:
         raise Http404(exc.message) from None
+    if request.htmx:  # the polled fragment needs only the task rows, not the graph
+        return render(request, "dashboard/project.html#tasks", {"tasks": selectors.tasks_list(project)})
     graph = selectors.project_graph(project)
     analysis = graph.analyze()
     try:
@@ -37,5 +39,4 @@ def project(request: HttpRequest, slug: str) -> HttpResponse:
         "critical_minutes": critical_minutes,
         "can_operate": selectors.can_operate(request.user, project),
     }
-    template = "dashboard/project.html#tasks" if request.htmx else "dashboard/project.html"
-    return render(request, template, context)
+    return render(request, "dashboard/project.html", context)

@@ -35,6 +35,7 @@ from apps.projects.models import (
     Task,
     TaskDependency,
 )
+from apps.projects.services import tasks_refresh_ready
 
 Key = Annotated[str, StringConstraints(pattern=KEY_PATTERN)]
 Title = Annotated[Text, StringConstraints(strip_whitespace=True, min_length=1, max_length=255)]
@@ -309,12 +310,12 @@ def plan_import(
 
 
 def _clear_existing_plan(project: Project, *, replace: bool) -> None:
-    existing = project.tasks.count() + project.epics.count()
-    if not existing:
+    task_count = project.tasks.count()
+    if not task_count and not project.epics.exists():
         return
     if not replace:
         raise ConflictError(
-            f"project {project.slug!r} already has a plan ({project.tasks.count()} tasks); "
+            f"project {project.slug!r} already has a plan ({task_count} tasks); "
             "import with replace to overwrite it",
             code="plan_exists",
             recoverable=False,
@@ -347,8 +348,6 @@ def _write_plan(project: Project, plan: PlanSpec, extra: list[Suggestion]) -> Im
          for _, t in plan.tasks() for i, s in enumerate(t.tests)),
         batch_size=2000,
     )
-    from apps.projects.services import tasks_refresh_ready  # services import this module
-
     tasks_refresh_ready(project=project)
     Project.objects.filter(pk=project.pk, status=Project.Status.DRAFT).update(status=Project.Status.PLANNED)
     return ImportResult(project, epics=len(epics), tasks=len(tasks), dependencies=len(deps), tests=len(tests))

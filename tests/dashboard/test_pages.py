@@ -60,3 +60,17 @@ def test_a_viewer_sees_the_project_as_read_only(client, planned_project, viewer)
     client.force_login(viewer)
 
     assert "read only" in client.get("/projects/todo-service/").text
+
+
+def test_the_projects_page_counts_tasks_without_a_query_per_project(client, planned_project, owner,
+                                                                    django_assert_max_num_queries):
+    from apps.projects.services import project_create
+
+    for n in range(5):
+        project_create(owner=owner, name=f"Extra {n}")
+    client.force_login(owner)
+
+    with django_assert_max_num_queries(6):
+        page = client.get("/").text
+
+    assert "<td>9</td><td>0</td><td>0</td>" in page
