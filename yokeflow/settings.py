@@ -103,6 +103,27 @@ CSRF_TRUSTED_ORIGINS = envlist("CSRF_TRUSTED_ORIGINS", [])
 PROJECTS_ROOT = Path(env("PROJECTS_ROOT") or VAR_DIR / "projects").resolve()
 ANTHROPIC_API_KEY = envsecret("ANTHROPIC_API_KEY")
 ANTHROPIC_BASE_URL = envurl("ANTHROPIC_BASE_URL")
+ANTHROPIC_TIMEOUT = envint("ANTHROPIC_TIMEOUT", 300, minimum=1)  # seconds per request
+ANTHROPIC_MAX_RETRIES = envint("ANTHROPIC_MAX_RETRIES", 4, minimum=0)  # the SDK backs off on 429/529/5xx
+# Which provider plays the model: "auto" uses Claude when ANTHROPIC_API_KEY is set and the offline replay
+# model otherwise; "replay" forces the replay model even with a key.
+LLM_PROVIDER = env("LLM_PROVIDER", "auto")
+if LLM_PROVIDER not in {"auto", "anthropic", "replay"}:
+    raise ImproperlyConfigured(f"LLM_PROVIDER must be auto, anthropic or replay, not {LLM_PROVIDER!r}")
+MODEL_TIERS = {
+    "haiku": env("MODEL_HAIKU", "claude-haiku-5-5"),
+    "sonnet": env("MODEL_SONNET", "claude-sonnet-5-5"),
+    "opus": env("MODEL_OPUS", "claude-opus-5-5"),
+}
+DEFAULT_MODEL_TIER = env("DEFAULT_MODEL_TIER", "sonnet")
+if DEFAULT_MODEL_TIER not in MODEL_TIERS:
+    raise ImproperlyConfigured(f"DEFAULT_MODEL_TIER must be one of {', '.join(MODEL_TIERS)}")
+# The replay model reads `<REPLAY_ROOT>/<project slug>/replay/<planning|TASK KEY>.json`.
+REPLAY_ROOT = Path(env("REPLAY_ROOT") or BASE_DIR / "examples").resolve()
+AGENT_MAX_TURNS = envint("AGENT_MAX_TURNS", 60, minimum=1)
+AGENT_MAX_TOKENS = envint("AGENT_MAX_TOKENS", 8192, minimum=256)  # output tokens per model call
+COMMAND_TIMEOUT = envint("COMMAND_TIMEOUT", 120, minimum=1)  # seconds for one run_command / acceptance test
+SESSION_LEASE_SECONDS = envint("SESSION_LEASE_SECONDS", 60, minimum=5)
 
 INSTALLED_APPS = [
     "django.contrib.admin",
@@ -116,6 +137,8 @@ INSTALLED_APPS = [
     "ninja",
     "apps.core",
     "apps.projects",
+    "apps.agents",
+    "apps.orchestration",
     "apps.dashboard",
 ]
 

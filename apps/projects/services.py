@@ -133,7 +133,7 @@ def task_transition(*, task: Task, to: str, error: str = "") -> Task:
         changes["started_at"] = now
     if to == Task.Status.DONE:
         changes["completed_at"] = now
-    if to == Task.Status.FAILED:
+    if error or to == Task.Status.FAILED:
         changes["last_error"] = error
     if Task.objects.filter(pk=task.pk, status=task.status).update(**changes) != 1:
         raise ConflictError(f"task {task.key} changed while moving it to {to}; reload and retry",

@@ -1,0 +1,306 @@
+"""The agent loop: call the model, record every block, run its tools, checkpoint, until the work is done.
+
+The loop knows nothing of orchestration, interventions or learning. They plug in through arguments:
+- `guards` are called before every model call ("before_call") and after every turn's tools ("after_tools");
+  the first `Verdict` returned pauses or fails the session (retry loops, critical errors, budget, …);
+- `hooks` are called with ("turn", state) after each checkpoint and ("end", state) once the session ends.
+
+Stops: the brief's `finished` check passes on end_turn (e.g. the task was reported done), the turn cap, a
+cancel request, the budget, a guard's verdict, a provider error the SDK's retries could not cure, or the agent
+asking for help. Every way out leaves the session finished (or paused) with its metrics and a `session_end`
+event; a crash in between leaves a checkpoint from which `session_run` continues the same conversation.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from decimal import Decimal
+from typing import Any, Literal
+
+from django.conf import settings
+
+from apps.agents.models import AgentSession, Checkpoint, SessionStatus
+from apps.agents.prompts import render
+from apps.agents.providers import ModelReply, ModelRequest, Provider
+from apps.agents.services import (
+    call_record,
+    checkpoint_save,
+    events_append,
+    session_claim,
+    session_heartbeat,
+    session_transition,
+)
+from apps.agents.tools import Tool, ToolContext, tool_execute
+from apps.core.errors import ProviderError
+
+Status = SessionStatus
+
+
+@dataclass(frozen=True)
+class Verdict:
+    action: Literal["pause", "fail"]
+    kind: str  # e.g. retry_loop, critical_error, budget, turn_cap, help_requested
+    reason: str
+
+
+@dataclass
+class Brief:
+    """What the session is asked: the system blocks, the opening message, the tools and when it is done."""
+
+    system: list[dict]
+    opening: str
+    tools: dict[str, Tool]
+    finished: Callable[[ToolContext], str | None]  # None when done, else the message that re-asks
+    max_reasks: int = 2
+
+
+@dataclass
+class LoopConfig:
+    max_turns: int = field(default_factory=lambda: settings.AGENT_MAX_TURNS)
+    max_tokens: int = field(default_factory=lambda: settings.AGENT_MAX_TOKENS)
+    budget_usd: Decimal | None = None  # the session stops (paused, kind budget) once it has spent this
+
+
+@dataclass
+class ToolCall:
+    name: str
+    input: Any
+    content: str
+    is_error: bool
+
+
+@dataclass
+class LoopState:
+    session: AgentSession
+    context: ToolContext
+    messages: list[dict]
+    turn: int = 0
+    reasks: int = 0
+    last_reply: ModelReply | None = None
+    last_calls: list[ToolCall] = field(default_factory=list)
+
+
+@dataclass
+class Outcome:
+    status: str
+    reason: str
+    message: str = ""
+    state: dict[str, Any] = field(default_factory=dict)
+
+    @property
+    def completed(self) -> bool:
+        return self.status == Status.COMPLETED
+
+
+Guard = Callable[[str, LoopState], Verdict | None]
+Hook = Callable[[str, LoopState], None]
+
+
+class GiveUp(Exception):
+    def __init__(self, reason: str, message: str) -> None:
+        super().__init__(message)
+        self.reason, self.message = reason, message
+
+
+class _Stop(Exception):
+    def __init__(self, status: str, reason: str, message: str = "") -> None:
+        super().__init__(message)
+        self.status, self.reason, self.message = status, reason, message
+
+
+def _block_events(content: list[dict]) -> list[tuple[str, dict]]:
+    events = []
+    for block in content:
+        kind = block.get("type", "unknown")
+        if kind == "thinking":
+            events.append(("thinking", {"text": block.get("thinking", "")}))
+        elif kind == "text":
+            events.append(("text", {"text": block.get("text", "")}))
+        elif kind == "tool_use":
+            events.append(("tool_use", {"id": block["id"], "name": block["name"], "input": block.get("input")}))
+        else:
+            events.append((kind, {"block": {k: v for k, v in block.items() if k != "data"}}))
+    return events
+
+
+def _start(session: AgentSession, brief: Brief, resume_message: str | None) -> list[dict]:
+    """Fresh sessions open the conversation; taken-over ones continue their checkpoint plus a resume message."""
+    checkpoint = Checkpoint.objects.filter(session=session).first()
+    if checkpoint is None and session.last_seq == 0:
+        events_append(session=session, events=[
+            ("session_start", {"kind": session.kind, "model": session.model_label, "attempt": session.attempts}),
+            ("system", {"text": "\n\n".join(block["text"] for block in brief.system)}),
+            ("user", {"text": brief.opening}),
+        ])
+        return [{"role": "user", "content": brief.opening}]
+    messages = list(checkpoint.messages) if checkpoint else [{"role": "user", "content": brief.opening}]
+    turn = checkpoint.turn if checkpoint else 0
+    note = resume_message or render("resume.md", turn=turn)
+    events_append(session=session, events=[("resume", {"from_turn": turn, "attempt": session.attempts,
+                                                       "model": session.model_label, "text": note})])
+    last = messages[-1]
+    if last["role"] == "user" and isinstance(last["content"], list):
+        last = {"role": "user", "content": [*last["content"], {"type": "text", "text": note}]}
+        messages[-1] = last
+    elif last["role"] == "user":
+        messages[-1] = {"role": "user", "content": f"{last['content']}\n\n{note}"}
+    else:
+        messages.append({"role": "user", "content": note})
+    return messages
+
+
+class Loop:
+    def __init__(self, session: AgentSession, provider: Provider, brief: Brief, context: ToolContext,
+                 config: LoopConfig, guards: Sequence[Guard], hooks: Sequence[Hook]) -> None:
+        self.session, self.provider, self.brief = session, provider, brief
+        self.config, self.guards, self.hooks = config, guards, hooks
+        self.state = LoopState(session=session, context=context, messages=[])
+
+    # -- checks between steps -------------------------------------------------------------------------
+    def _check_cancel(self) -> None:
+        if AgentSession.objects.filter(pk=self.session.pk, cancel_requested=True).exists():
+            raise _Stop(Status.CANCELLED, "cancelled", "cancel requested")
+
+    def _check_guards(self, phase: str) -> None:
+        for guard in self.guards:
+            verdict = guard(phase, self.state)
+            if verdict:
+                events_append(session=self.session, events=[("guard", {"phase": phase, **verdict.__dict__})])
+                status = Status.PAUSED if verdict.action == "pause" else Status.FAILED
+                raise _Stop(status, verdict.kind, verdict.reason)
+
+    def _check_limits(self) -> None:
+        if self.state.turn >= self.config.max_turns:
+            raise _Stop(Status.FAILED, "max_turns", f"stopped after the turn cap of {self.config.max_turns}")
+        budget = self.config.budget_usd
+        if budget is not None and self.session.cost_usd >= budget:
+            raise _Stop(Status.PAUSED, "budget", f"spent ${self.session.cost_usd:.4f} of a ${budget} budget")
+
+    # -- one turn -------------------------------------------------------------------------------------
+    def _call(self) -> ModelReply:
+        request = ModelRequest(model=self.session.model, system=self.brief.system, messages=self.state.messages,
+                               tools=[tool.schema() for tool in self.brief.tools.values()],
+                               max_tokens=self.config.max_tokens)
+        try:
+            return self.provider.complete(request)
+        except ProviderError as exc:
+            events_append(session=self.session, events=[("llm_error", {"code": exc.code, "message": exc.message,
+                                                                       "details": exc.details})])
+            raise _Stop(Status.FAILED, exc.code, exc.message) from exc
+
+    def _record(self, reply: ModelReply) -> None:
+        turn = self.state.turn
+        cost = call_record(session=self.session, turn=turn, model=self.session.model, usage=reply.usage,
+                           latency_ms=reply.latency_ms, simulated=self.provider.simulated)
+        events_append(session=self.session, events=[*_block_events(reply.content), ("llm_call", {
+            "turn": turn, "model": self.session.model_label, "stop_reason": reply.stop_reason,
+            "usage": reply.usage.as_dict(), "cost_usd": str(cost.cost_usd), "latency_ms": reply.latency_ms,
+            "simulated": self.provider.simulated, "request_id": reply.request_id,
+        })])
+
+    def _run_tools(self, reply: ModelReply) -> None:
+        results, calls = [], []
+        for block in reply.tool_uses:
+            self._check_cancel()
+            result = tool_execute(self.brief.tools, self.state.context, block["name"], block.get("input"))
+            calls.append(ToolCall(block["name"], block.get("input"), result.content, result.is_error))
+            results.append(result.block(block["id"]))
+            events_append(session=self.session, events=[("tool_result", {
+                "tool_use_id": block["id"], "name": block["name"], "is_error": result.is_error,
+                "content": result.content})])
+            session_heartbeat(session=self.session)
+        self.state.messages.append({"role": "user", "content": results})
+        self.state.last_calls = calls
+
+    def _reask_or_finish(self) -> None:
+        try:
+            question = self.brief.finished(self.state.context)
+        except GiveUp as give_up:
+            raise _Stop(Status.FAILED, give_up.reason, give_up.message) from None
+        if question is None:
+            raise _Stop(Status.COMPLETED, "done", "finished")
+        if self.state.reasks >= self.brief.max_reasks:
+            raise _Stop(Status.FAILED, "not_finished", f"ended without finishing after {self.state.reasks + 1} "
+                        f"asks: {question}")
+        self.state.reasks += 1
+        self.state.messages.append({"role": "user", "content": question})
+        events_append(session=self.session, events=[("user", {"text": question, "reask": self.state.reasks})])
+
+    def _turn(self) -> None:
+        self._check_cancel()
+        self._check_limits()
+        self._check_guards("before_call")
+        reply = self._call()
+        self.state.turn += 1
+        self.state.last_reply = reply
+        self._record(reply)
+        self.state.messages.append({"role": "assistant", "content": reply.content})
+        if reply.tool_uses:
+            self._run_tools(reply)
+        else:
+            self.state.last_calls = []
+        self._checkpoint(reply)
+        help_wanted = self.state.context.state.pop("help", None)
+        if help_wanted:
+            raise _Stop(Status.PAUSED, "help_requested", help_wanted)
+        give_up = self.state.context.state.pop("give_up", None)
+        if give_up:
+            raise _Stop(Status.FAILED, give_up["reason"], give_up["message"])
+        if reply.tool_uses:
+            self._check_guards("after_tools")
+        else:
+            self._reask_or_finish()
+
+    def _checkpoint(self, reply: ModelReply) -> None:
+        step = {"turn": self.state.turn, "stop_reason": reply.stop_reason,
+                "tools": [call.name for call in self.state.last_calls], "reasks": self.state.reasks}
+        checkpoint_save(session=self.session, turn=self.state.turn, messages=self.state.messages, step=step)
+        if not session_heartbeat(session=self.session):
+            raise _Stop(Status.RUNNING, "lease_lost", "another worker took this session over")
+        for hook in self.hooks:
+            hook("turn", self.state)
+
+    # -- the whole session -----------------------------------------------------------------------------
+    def run(self, resume_message: str | None) -> Outcome:
+        self.state.messages = _start(self.session, self.brief, resume_message)
+        checkpoint = Checkpoint.objects.filter(session=self.session).first()
+        self.state.turn = checkpoint.turn if checkpoint else 0
+        try:
+            while True:
+                self._turn()
+        except _Stop as stop:
+            return self._finish(stop)
+        except Exception as exc:
+            self._finish(_Stop(Status.FAILED, "internal_error", f"{type(exc).__name__}: {exc}"))
+            raise
+
+    def _finish(self, stop: _Stop) -> Outcome:
+        outcome = Outcome(stop.status, stop.reason, stop.message, self.state.context.state)
+        if stop.status == Status.RUNNING:  # lease lost: the new owner finishes it
+            return outcome
+        self.session.refresh_from_db()
+        error = "" if stop.status == Status.COMPLETED else stop.message
+        session_transition(session=self.session, status=stop.status, stop_reason=stop.reason, error=error,
+                           turns=self.state.turn)
+        s = self.session
+        events_append(session=s, events=[("session_end", {
+            "status": s.status, "reason": stop.reason, "message": stop.message, "turns": s.turns,
+            "input_tokens": s.input_tokens, "output_tokens": s.output_tokens,
+            "cache_read_tokens": s.cache_read_tokens, "cache_write_tokens": s.cache_write_tokens,
+            "cost_usd": str(s.cost_usd), "duration_ms": s.duration_ms})])
+        for hook in self.hooks:
+            hook("end", self.state)
+        return outcome
+
+
+def session_run(
+    *, session: AgentSession, provider: Provider, brief: Brief, context: ToolContext,
+    config: LoopConfig | None = None, guards: Sequence[Guard] = (), hooks: Sequence[Hook] = (),
+    resume_message: str | None = None, force: bool = False,
+) -> Outcome:
+    """Run (or continue) one session to its end. Takes the session's lease first: a queued session starts, a
+    running one whose worker is gone is continued from its checkpoint."""
+    session = session_claim(session=session, force=force)
+    context.session = session
+    return Loop(session, provider, brief, context, config or LoopConfig(), guards, hooks).run(resume_message)

@@ -1,0 +1,28 @@
+"""Reads for sessions: lists with their task, one session, its transcript."""
+
+from __future__ import annotations
+
+from django.db.models import QuerySet
+
+from apps.agents.models import AgentSession, SessionEvent
+from apps.core.errors import NotFoundError
+from apps.core.validation import as_id
+from apps.projects.models import Project
+
+
+def sessions_list(*, project: Project) -> QuerySet[AgentSession]:
+    return project.sessions.select_related("task").order_by("-created")
+
+
+def session_find(session_id: int | str, rows: QuerySet[AgentSession] | None = None) -> AgentSession:
+    rows = AgentSession.objects.select_related("project", "task") if rows is None else rows
+    pk = as_id(str(session_id))
+    session = rows.filter(pk=pk).first() if pk is not None else None
+    if session is None:
+        raise NotFoundError(f"session {str(session_id)!r} not found", code="session_not_found")
+    return session
+
+
+def events_list(*, session: AgentSession, after: int = 0, limit: int | None = None) -> QuerySet[SessionEvent]:
+    rows = session.events.filter(seq__gt=after).order_by("seq")
+    return rows[:limit] if limit else rows

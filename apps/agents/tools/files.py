@@ -1,0 +1,145 @@
+"""File tools. Every path goes through `sandbox.resolve_path`: relative to the worktree, never out of it."""
+
+from __future__ import annotations
+
+import os
+import re
+from collections.abc import Iterator
+from pathlib import Path
+
+import pydantic
+
+from apps.agents.sandbox import resolve_path
+from apps.agents.tools.base import Input, Tool, ToolContext
+from apps.core.errors import SandboxError, ValidationError
+
+SKIPPED_DIRS = frozenset({".git", "__pycache__", "node_modules", ".venv", "venv", ".mypy_cache", ".pytest_cache"})
+MAX_READ_BYTES = 2 * 1024 * 1024
+MAX_LISTED = 1000
+Path_ = pydantic.Field(description="Path relative to the worktree root, e.g. 'src/app.py'.", min_length=1)
+
+
+class ReadInput(Input):
+    path: str = Path_
+    offset: int = pydantic.Field(1, ge=1, description="First line to return (1-based).")
+    limit: int = pydantic.Field(2000, ge=1, le=20_000, description="How many lines to return.")
+
+
+class WriteInput(Input):
+    path: str = Path_
+    content: str
+
+
+class EditInput(Input):
+    path: str = Path_
+    old_string: str = pydantic.Field(min_length=1, description="Exact text to replace; must occur exactly once.")
+    new_string: str
+
+
+class ListInput(Input):
+    path: str = pydantic.Field(".", description="Directory relative to the worktree root.")
+
+
+class SearchInput(Input):
+    pattern: str = pydantic.Field(min_length=1, description="Python regular expression.")
+    path: str = "."
+    max_results: int = pydantic.Field(200, ge=1, le=2000)
+
+
+def _relative(context: ToolContext, path: Path) -> str:
+    return path.relative_to(Path(context.workdir).resolve()).as_posix() or "."
+
+
+def _read_text(path: Path) -> str:
+    if not path.is_file():
+        raise SandboxError(f"{path.name} is not a file", code="not_a_file")
+    if path.stat().st_size > MAX_READ_BYTES:
+        raise SandboxError(f"{path.name} is larger than {MAX_READ_BYTES} bytes; search it instead", code="too_large")
+    data = path.read_bytes()
+    if b"\0" in data[:8192]:
+        raise SandboxError(f"{path.name} is a binary file", code="binary_file")
+    return data.decode("utf-8", errors="replace")
+
+
+def read_file(context: ToolContext, args: ReadInput) -> str:
+    path = resolve_path(context.workdir, args.path, must_exist=True)
+    lines = _read_text(path).splitlines(keepends=True)
+    chosen = lines[args.offset - 1 : args.offset - 1 + args.limit]
+    text = "".join(chosen)
+    if len(chosen) < len(lines):
+        text += f"\n[lines {args.offset}–{args.offset + len(chosen) - 1} of {len(lines)}]"
+    return text or "(empty file)"
+
+
+def write_file(context: ToolContext, args: WriteInput) -> str:
+    path = resolve_path(context.workdir, args.path)
+    existed = path.exists()
+    if existed and path.is_dir():
+        raise SandboxError(f"{args.path} is a directory", code="is_a_directory")
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(args.content, encoding="utf-8")
+    return f"{'replaced' if existed else 'created'} {_relative(context, path)} ({len(args.content.encode())} bytes)"
+
+
+def edit_file(context: ToolContext, args: EditInput) -> str:
+    path = resolve_path(context.workdir, args.path, must_exist=True)
+    text = _read_text(path)
+    count = text.count(args.old_string)
+    if count != 1:
+        where = "was not found" if count == 0 else f"occurs {count} times; include more surrounding text"
+        raise ValidationError(f"old_string {where} in {args.path}; read the file and try again", code="edit_no_match")
+    path.write_text(text.replace(args.old_string, args.new_string, 1), encoding="utf-8")
+    return f"edited {_relative(context, path)}"
+
+
+def walk_files(root: Path) -> Iterator[Path]:
+    for directory, dirs, files in os.walk(root):
+        dirs[:] = sorted(d for d in dirs if d not in SKIPPED_DIRS)
+        for name in sorted(files):
+            yield Path(directory) / name
+
+
+def list_files(context: ToolContext, args: ListInput) -> str:
+    root = resolve_path(context.workdir, args.path, must_exist=True)
+    if root.is_file():
+        return _relative(context, root)
+    names = []
+    for path in walk_files(root):
+        if len(names) == MAX_LISTED:
+            names.append(f"[… more than {MAX_LISTED} files; list a subdirectory]")
+            break
+        names.append(_relative(context, path))
+    return "\n".join(names) or "(no files)"
+
+
+def search_files(context: ToolContext, args: SearchInput) -> str:
+    try:
+        pattern = re.compile(args.pattern)
+    except re.error as exc:
+        raise ValidationError(f"pattern is not a valid regular expression: {exc}", code="bad_pattern") from None
+    root = resolve_path(context.workdir, args.path, must_exist=True)
+    hits: list[str] = []
+    for path in [root] if root.is_file() else walk_files(root):
+        try:
+            text = _read_text(path)
+        except SandboxError:
+            continue  # binary or huge files are not searched
+        for number, line in enumerate(text.splitlines(), 1):
+            if pattern.search(line):
+                hits.append(f"{_relative(context, path)}:{number}: {line[:300]}")
+                if len(hits) >= args.max_results:
+                    return "\n".join(hits) + f"\n[stopped at {args.max_results} matches]"
+    return "\n".join(hits) or "no matches"
+
+
+FILE_TOOLS = (
+    Tool("read_file", "Read a text file of the worktree (optionally a range of lines).", ReadInput, read_file),
+    Tool("write_file", "Create or replace a file in the worktree; parent directories are created.", WriteInput,
+         write_file),
+    Tool("edit_file", "Replace one exact, unique occurrence of old_string with new_string in a file.", EditInput,
+         edit_file),
+    Tool("list_files", "List the files under a directory of the worktree (recursive, .git skipped).", ListInput,
+         list_files),
+    Tool("search_files", "Search the worktree's text files for a regular expression; answers path:line: text.",
+         SearchInput, search_files),
+)

@@ -1,0 +1,234 @@
+"""Verbs for runs and sessions: plan, run, sessions, transcript, continue, cancel."""
+
+from __future__ import annotations
+
+import json
+import time
+from typing import Any
+
+from django.db.models import Sum
+
+from apps.agents import selectors as agent_selectors
+from apps.agents.models import AgentSession
+from apps.agents.providers import provider_notice
+from apps.agents.services import session_request_cancel
+from apps.core.errors import ConflictError
+from apps.orchestration import runs
+from apps.orchestration.repository import repo_commits, repo_ensure
+from apps.projects.models import Project, Task
+from apps.projects.selectors import project_find
+
+POLL_SECONDS = 0.5
+WORKER_HINT_AFTER = 15.0
+
+
+def register(subparsers: Any) -> None:
+    plan = subparsers.add_parser("plan", help="plan a project from its spec with a planning session")
+    plan.add_argument("project")
+    _mode_options(plan)
+    plan.set_defaults(handler=_plan)
+
+    run = subparsers.add_parser("run", help="build a planned project, task by task, in dependency order")
+    run.add_argument("project")
+    _mode_options(run)
+    run.set_defaults(handler=_run)
+
+    sessions = subparsers.add_parser("sessions", help="list a project's agent sessions")
+    sessions.add_argument("project")
+    sessions.set_defaults(handler=_sessions)
+
+    transcript = subparsers.add_parser("transcript", help="print a session's transcript")
+    transcript.add_argument("session", help="session id")
+    transcript.add_argument("--after", type=int, default=0, help="only events after this sequence number")
+    transcript.add_argument("--json", action="store_true", help="one JSON object per event")
+    transcript.set_defaults(handler=_transcript)
+
+    cont = subparsers.add_parser("continue", help="continue a paused session, or one whose worker died, "
+                                 "from its checkpoint")
+    cont.add_argument("session", help="session id")
+    cont.add_argument("--notes", default="", help="what the agent should know when it continues")
+    cont.add_argument("--by", default="", help="who continues it")
+    cont.add_argument("--force", action="store_true", help="take over even if its worker's heartbeat is recent")
+    _mode_options(cont)
+    cont.set_defaults(handler=_continue)
+
+    cancel = subparsers.add_parser("cancel", help="cancel a session (a running one stops at its next step)")
+    cancel.add_argument("session", help="session id")
+    cancel.set_defaults(handler=_cancel)
+
+
+def _mode_options(parser: Any) -> None:
+    group = parser.add_mutually_exclusive_group()
+    group.add_argument("--wait", action="store_true", help="queue it for the workers and follow until it ends")
+    group.add_argument("--sync", action="store_true", help="run it here, in this process, without a worker")
+
+
+# ----------------------------------------------------------------------------------------------- printing
+
+
+def _tokens(count: int) -> str:
+    return f"{count / 1000:.1f}k" if count >= 1000 else str(count)
+
+
+def _session_line(s: AgentSession) -> str:
+    what = s.task.key if s.task_id else s.kind
+    return (f"#{s.pk:<5} {what:<8} {s.status:<10} turns {s.turns:<3} in {_tokens(s.input_tokens):>6} "
+            f"out {_tokens(s.output_tokens):>6} cache r/w {_tokens(s.cache_read_tokens)}/"
+            f"{_tokens(s.cache_write_tokens)}  ${s.cost_usd:.4f}  {s.duration_ms / 1000:.1f}s  {s.model_label}"
+            + (f"\n        {s.stop_reason}: {s.error}" if s.error else ""))
+
+
+def _progress(project: Project) -> str:
+    tasks = project.tasks.all()
+    total, done = tasks.count(), tasks.filter(status=Task.Status.DONE).count()
+    width = 24
+    filled = width * done // total if total else 0
+    current = project.sessions.filter(status="running").select_related("task").first()
+    doing = f" · {current.task.key if current.task_id else 'planning'} turn {current.turns}" if current else ""
+    spent = project.sessions.aggregate(i=Sum("input_tokens"), o=Sum("output_tokens"), c=Sum("cost_usd"))
+    return (f"[{'#' * filled}{'-' * (width - filled)}] {done}/{total} done{doing} · tokens "
+            f"{_tokens(spent['i'] or 0)} in / {_tokens(spent['o'] or 0)} out · ${spent['c'] or 0:.4f}")
+
+
+def _follow(out: Any, is_over: Any, describe: Any) -> None:
+    """Print `describe()` whenever it changes until `is_over()`; hint at starting a worker if nothing moves."""
+    last, started, moved = "", time.monotonic(), False
+    while not is_over():
+        line = describe()
+        if line != last:
+            out.write(line)
+            moved, last = moved or bool(last), line
+        if not moved and time.monotonic() - started > WORKER_HINT_AFTER:
+            out.write("  (nothing has moved yet: is a worker running? start one with `manage.py qcluster`)")
+            started = float("inf")
+        time.sleep(POLL_SECONDS)
+    out.write(describe())
+
+
+# ----------------------------------------------------------------------------------------------- verbs
+
+
+def _plan(options: dict[str, Any], out: Any) -> None:
+    project = project_find(options["project"])
+    out.write(provider_notice())
+    started: list[AgentSession] = []
+    if options["sync"]:
+        runs.jobs_drain(lambda: started.append(runs.planning_start(project=project)))
+        _report_planning(out, started[0])
+        return
+    session = runs.planning_start(project=project)
+    out.write(f"planning session #{session.pk} queued for the workers")
+    if options["wait"]:
+        _follow(out, lambda: _reloaded(session).is_finished or session.status == "paused",
+                lambda: _session_line(session))
+        _report_planning(out, session)
+
+
+def _reloaded(session: AgentSession) -> AgentSession:
+    session.refresh_from_db()
+    return session
+
+
+def _report_planning(out: Any, session: AgentSession) -> None:
+    session.refresh_from_db()
+    if session.status != AgentSession.Status.COMPLETED:
+        raise ConflictError(f"planning session #{session.pk} {session.status}: {session.error}",
+                            code="planning_failed", recoverable=False)
+    project = Project.objects.get(pk=session.project_id)
+    out.write(f"planned {project.slug}: {project.epics.count()} epics, {project.tasks.count()} tasks "
+              f"(session #{session.pk}, {session.turns} turns, ${session.cost_usd:.4f})")
+
+
+def _run(options: dict[str, Any], out: Any) -> None:
+    project = project_find(options["project"])
+    out.write(provider_notice())
+    if options["sync"]:
+        out.write("running in this process (--sync): no worker involved")
+        runs.jobs_drain(lambda: runs.run_start(project=project), lambda _job: out.write(_progress(project)))
+    else:
+        runs.run_start(project=project)
+        out.write(f"run of {project.slug} queued for the workers")
+        if not options["wait"]:
+            return
+        _follow(out, lambda: _project_status(project) != Project.Status.RUNNING, lambda: _progress(project))
+    _summary(out, project)
+
+
+def _project_status(project: Project) -> str:
+    project.refresh_from_db(fields=["status"])
+    return project.status
+
+
+def _summary(out: Any, project: Project) -> None:
+    project.refresh_from_db()
+    sessions = project.sessions.all()
+    totals = sessions.aggregate(i=Sum("input_tokens"), o=Sum("output_tokens"), r=Sum("cache_read_tokens"),
+                                w=Sum("cache_write_tokens"), c=Sum("cost_usd"))
+    done = project.tasks.filter(status=Task.Status.DONE).count()
+    commits = repo_commits(repo_ensure(project))
+    out.write(f"{project.slug}: {project.status} · {done}/{project.tasks.count()} tasks done · "
+              f"{len(commits)} commits · {sessions.count()} sessions")
+    out.write(f"tokens: {totals['i'] or 0} in, {totals['o'] or 0} out, {totals['r'] or 0} cache read, "
+              f"{totals['w'] or 0} cache write · cost ${totals['c'] or 0:.4f}"
+              + (" (estimate: the offline replay model charges nothing)"
+                 if sessions.filter(provider="replay").exists() else ""))
+    for task in project.tasks.exclude(status=Task.Status.DONE):
+        out.write(f"  {task.key} {task.status}: {task.last_error}")
+    out.write(f"repository: {project.repo_path}")
+    if project.status != Project.Status.COMPLETED:
+        raise ConflictError(f"the run of {project.slug} ended {project.status}", code=f"run_{project.status}",
+                            recoverable=True)
+
+
+def _sessions(options: dict[str, Any], out: Any) -> None:
+    project = project_find(options["project"])
+    rows = list(agent_selectors.sessions_list(project=project))
+    if not rows:
+        out.write(f"{project.slug} has no sessions yet")
+    for session in reversed(rows):
+        out.write(_session_line(session))
+
+
+def _event_text(event: Any) -> str:
+    payload = event.payload
+    if event.type in ("text", "thinking", "user", "system", "resume"):
+        body = payload.get("text", "")
+    elif event.type == "tool_use":
+        body = f"{payload.get('name')} {json.dumps(payload.get('input'), ensure_ascii=False)[:400]}"
+    elif event.type == "tool_result":
+        body = ("ERROR " if payload.get("is_error") else "") + str(payload.get("content", ""))[:1500]
+    else:
+        body = json.dumps(payload, ensure_ascii=False)[:600]
+    return f"{event.seq:>5} {event.type:<12} {body}"
+
+
+def _transcript(options: dict[str, Any], out: Any) -> None:
+    session = agent_selectors.session_find(options["session"])
+    out.write(f"session #{session.pk} · {session.kind} · {session.status} · {session.model_label}")
+    for event in agent_selectors.events_list(session=session, after=options["after"]).iterator():
+        if options["json"]:
+            out.write(json.dumps({"seq": event.seq, "type": event.type, "payload": event.payload,
+                                  "created": event.created.isoformat()}, ensure_ascii=False))
+        else:
+            out.write(_event_text(event))
+
+
+def _continue(options: dict[str, Any], out: Any) -> None:
+    session = agent_selectors.session_find(options["session"])
+    kwargs = {"session": session, "notes": options["notes"], "by": options["by"], "force": options["force"]}
+    if options["sync"]:
+        runs.jobs_drain(lambda: runs.session_continue(**kwargs))
+    else:
+        runs.session_continue(**kwargs)
+        out.write(f"session #{session.pk} queued to continue from its checkpoint")
+        if not options["wait"]:
+            return
+        _follow(out, lambda: _reloaded(session).is_finished or session.status == "paused",
+                lambda: _session_line(session))
+    out.write(_session_line(_reloaded(session)))
+
+
+def _cancel(options: dict[str, Any], out: Any) -> None:
+    session = session_request_cancel(session=agent_selectors.session_find(options["session"]))
+    state = "cancelled" if session.status == "cancelled" else "asked to stop at its next step"
+    out.write(f"session #{session.pk} {state}")
