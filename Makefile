@@ -17,19 +17,27 @@ $(VENV)/.installed: requirements.txt requirements-dev.txt
 	@touch $@
 
 demo: venv
-	@rm -rf $(DEMO_DB) $(DEMO_DB)-wal $(DEMO_DB)-shm var/demo-projects
+	@rm -rf $(DEMO_DB) $(DEMO_DB)-wal $(DEMO_DB)-shm var/demo-projects var/demo-worker.log
 	@$(DEMO_ENV) $(PY) manage.py migrate --verbosity 0
 	@$(DEMO_ENV) DJANGO_SUPERUSER_PASSWORD=demo $(PY) manage.py createsuperuser --noinput \
 		--username demo --email demo@example.com >/dev/null
-	@echo "== create the project from examples/todo/spec.md"
-	@$(YF) new "Todo service" --spec examples/todo/spec.md --owner demo
-	@echo "== import examples/todo/plan.json"
-	@$(YF) import-plan todo-service examples/todo/plan.json
-	@echo "== dependency graph: parallel batches and critical path"
-	@$(YF) graph todo-service --format ascii
-	@echo "== status"
-	@$(YF) status todo-service
+	@echo "== create the project from examples/kvstore/spec.md"
+	@$(YF) new kvstore --spec examples/kvstore/spec.md --owner demo
+	@echo "== start a django-q2 worker (log: var/demo-worker.log)"
+	@$(DEMO_ENV) $(PY) manage.py qcluster > var/demo-worker.log 2>&1 & echo $$! > var/demo-worker.pid
+	@trap 'kill $$(cat var/demo-worker.pid) 2>/dev/null; rm -f var/demo-worker.pid' EXIT; \
+	echo "== plan it: a planning session turns the spec into epics and tasks" && \
+	$(YF) plan kvstore --wait 2> >(grep -v '^Enqueued' >&2) && \
+	echo "== dependency graph: parallel batches and critical path" && \
+	$(YF) graph kvstore --format ascii && \
+	echo "== build it: one coding session per task, in dependency order, on the worker" && \
+	$(YF) run kvstore --wait 2> >(grep -v '^Enqueued' >&2) && \
+	echo "== sessions" && $(YF) sessions kvstore && \
+	echo "== the generated repository: its commits and its own test suite" && \
+	git -C var/demo-projects/kvstore/repo log --oneline && \
+	(cd var/demo-projects/kvstore/repo && python3 -m unittest discover -s tests 2>&1 | tail -n 3)
 	@echo
+	@echo "Read a transcript: $(YF) transcript 2"
 	@echo "Browse it: make serve, then open http://127.0.0.1:8000/ and log in as demo / demo."
 
 serve: venv

@@ -27,6 +27,12 @@ def pytest_runtest_setup(item: pytest.Item) -> None:
         pytest.skip("needs PostgreSQL: set DATABASE_URL=postgres://… (SQLite has no row-level locks)")
 
 
+@pytest.fixture(autouse=True)
+def _projects_root(settings, tmp_path):
+    """Each test's repositories live in its own directory: slugs repeat across tests, disks do not roll back."""
+    settings.PROJECTS_ROOT = tmp_path / "projects"
+
+
 @pytest.fixture
 def example_plan() -> dict:
     return copy.deepcopy(json.loads(EXAMPLE_PLAN.read_text()))

@@ -209,7 +209,8 @@ _RULES: tuple[tuple[str, str, str], ...] = (
         "download_to_shell",
         r"(?:"
         + _cmd("curl|wget")
-        + r"[^;\n]*?\|\s*"
+        # Up to the next curl/wget at most, so a long chain of them costs linear time, not quadratic.
+        + r"(?:(?!\b(?:curl|wget)\b)[^;\n])*?\|\s*"
         + _WRAPPERS
         + r"""(?:[^\s;&|()<>"'`]*/)?(?:"""
         + _INTERPRETER
