@@ -45,8 +45,8 @@ _inline_jobs: ContextVar[list[tuple[str, tuple]] | None] = ContextVar("inline_jo
 def enqueue(func: str, *args: object) -> None:
     """Queue a job once the current transaction commits (a worker must never see rows that may roll back)."""
     inline = _inline_jobs.get()
-    if inline is not None:
-        transaction.on_commit(lambda: inline.append((func, args)))
+    if inline is not None:  # runs after the caller returned, so after its transaction; dropped if it raised
+        inline.append((func, args))
         return
     transaction.on_commit(lambda: async_task(func, *args, group=func.rsplit(".", 1)[-1]))
 
@@ -56,7 +56,7 @@ def jobs_drain(start: Callable[[], object], after_each: Callable[[str], None] | 
     queue: list[tuple[str, tuple]] = []
     token = _inline_jobs.set(queue)
     try:
-        start()
+        start()  # if it raises, the queued jobs are dropped with its rolled-back transaction
         while queue:
             func, args = queue.pop(0)
             import_string(func)(*args)

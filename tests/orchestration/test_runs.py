@@ -1,0 +1,106 @@
+"""Sequential runs: plan, then one coding session per ready task; done means tests re-ran and work committed."""
+
+from __future__ import annotations
+
+import subprocess
+from pathlib import Path
+
+import pytest
+from git import Repo
+
+from apps.agents.models import AgentSession
+from apps.core.errors import ConflictError
+from apps.orchestration import runs
+from apps.projects.services import project_create
+
+pytestmark = pytest.mark.django_db
+KVSTORE_SPEC = Path(__file__).resolve().parents[2] / "examples" / "kvstore" / "spec.md"
+
+
+@pytest.fixture
+def kvstore(settings, owner):
+    settings.ANTHROPIC_API_KEY = None  # the offline replay model plays examples/kvstore/replay
+    return project_create(owner=owner, name="kvstore", spec=KVSTORE_SPEC.read_text())
+
+
+def test_the_kvstore_example_is_planned_and_built_by_the_replay_model(kvstore):
+    runs.jobs_drain(lambda: runs.planning_start(project=kvstore))
+    runs.jobs_drain(lambda: runs.run_start(project=kvstore))
+
+    kvstore.refresh_from_db()
+    assert kvstore.status == "completed"
+    assert set(kvstore.tasks.values_list("status", flat=True)) == {"done"}
+    repo = Repo(kvstore.repo_path)
+    subjects = [c.summary for c in repo.iter_commits()]
+    assert len(subjects) == 7 and subjects[-1] == "Initial commit"
+    assert [s.split(":")[0] for s in reversed(subjects[:-1])] == ["T1", "T2", "T3", "T4", "T5", "T6"]
+    assert "YokeFlow-Task: T6" in repo.head.commit.message
+    assert not repo.is_dirty(untracked_files=True)
+    for test in kvstore.tasks.get(key="T2").tests.all():
+        assert test.result == "passed" and "OK" in test.evidence and test.last_run_at
+    suite = subprocess.run(["python3", "-m", "unittest", "discover", "-s", "tests"], cwd=repo.working_dir,
+                           capture_output=True, text=True, timeout=120)
+    assert suite.returncode == 0, suite.stderr
+    sessions = AgentSession.objects.filter(project=kvstore)
+    assert sessions.count() == 7 and set(sessions.values_list("status", flat=True)) == {"completed"}
+
+
+def test_a_task_whose_acceptance_tests_fail_is_not_done_and_nothing_is_committed(claude, task):
+    claude.tool_use("write_file", {"path": "wrong.txt", "content": "oops"})
+    claude.tool_use("update_task_status", {"status": "done", "evidence": "trust me"})
+    claude.text("Done.")
+    project = task.project
+    runs._set_status(project, "running")
+    session = runs.session_create(project=project, task=task, kind="coding", model="claude-sonnet-5-5",
+                                  provider="anthropic", workdir=project.repo_path)
+
+    result = runs.coding_execute(session=session)
+
+    task.refresh_from_db()
+    project.refresh_from_db()
+    assert result.outcome.completed and not result.done
+    assert task.status == "failed" and "acceptance tests failed" in task.last_error
+    assert project.status == "failed"
+    assert task.tests.get().result == "failed"
+    assert [c.summary for c in Repo(project.repo_path).iter_commits()] == ["Initial commit"]
+
+
+def test_a_paused_session_pauses_its_task_and_continues_with_the_notes(claude, task):
+    claude.tool_use("request_help", {"reason": "which file name?"})
+    project = task.project
+    runs._set_status(project, "running")
+    session = runs.session_create(project=project, task=task, kind="coding", model="claude-sonnet-5-5",
+                                  provider="anthropic", workdir=project.repo_path)
+    runs.jobs_drain(lambda: runs.coding_execute(session=session))
+    task.refresh_from_db()
+    assert task.status == "paused" and "which file name" in task.last_error
+
+    claude.tool_use("write_file", {"path": "hello.txt", "content": "hi"})
+    claude.tool_use("update_task_status", {"status": "done", "evidence": "hello.txt"})
+    claude.text("Done.")
+    runs.jobs_drain(lambda: runs.session_continue(session=session, notes="call it hello.txt", by="olivia"))
+
+    session.refresh_from_db()
+    task.refresh_from_db()
+    assert session.status == "completed" and task.status == "done"
+    resumed = claude.requests[1]["messages"][-1]["content"][-1]["text"]
+    assert "call it hello.txt" in resumed and "olivia" in resumed
+
+
+def test_a_finished_session_cannot_continue(claude, coding_session):
+    claude.text("nothing")
+    claude.text("nothing")
+    claude.text("nothing")
+    runs.coding_execute(session=coding_session)
+    coding_session.refresh_from_db()
+    with pytest.raises(ConflictError, match="finished session cannot continue"):
+        runs.session_continue(session=coding_session)
+
+
+def test_a_run_needs_a_plan_and_only_runs_once(project, planned_project):
+    empty = project_create(owner=project.owner, name="Empty")
+    with pytest.raises(ConflictError, match="no plan yet"):
+        runs.run_start(project=empty)
+    runs.run_start(project=planned_project)
+    with pytest.raises(ConflictError, match="already running"):
+        runs.run_start(project=planned_project)

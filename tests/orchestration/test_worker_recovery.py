@@ -1,0 +1,87 @@
+"""A real django-q2 worker is killed in the middle of a session; a new worker continues it from its checkpoint."""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+from django.conf import settings
+from django.db import connection
+from django_q.tasks import async_task
+from git import Repo
+
+from apps.orchestration import runs
+
+BASE_DIR = Path(__file__).resolve().parents[2]
+pytestmark = [pytest.mark.postgres, pytest.mark.django_db(transaction=True, serialized_rollback=True)]
+
+
+def _database_url() -> str:
+    db = connection.settings_dict
+    return f"postgres://{db['USER']}@{db['HOST'] or '127.0.0.1'}:{db['PORT'] or 5432}/{db['NAME']}"
+
+
+def _start_worker(fake, log: Path) -> subprocess.Popen:
+    env = {**os.environ, "DJANGO_SETTINGS_MODULE": "yokeflow.settings", "DEBUG": "1", "SECRET_KEY": settings.SECRET_KEY,
+           "DATABASE_URL": _database_url(), "PROJECTS_ROOT": str(settings.PROJECTS_ROOT),
+           "ANTHROPIC_API_KEY": "test-key", "ANTHROPIC_BASE_URL": fake.base_url, "ANTHROPIC_MAX_RETRIES": "0",
+           "Q_WORKERS": "1", "SESSION_LEASE_SECONDS": "5"}
+    return subprocess.Popen([sys.executable, "manage.py", "qcluster"], cwd=BASE_DIR, env=env,
+                            stdout=log.open("ab"), stderr=subprocess.STDOUT, start_new_session=True)
+
+
+def _kill(worker: subprocess.Popen) -> None:
+    try:
+        os.killpg(worker.pid, signal.SIGKILL)
+    except ProcessLookupError:
+        pass
+    worker.wait(timeout=10)
+
+
+def _wait_for(condition, what: str, log: Path, timeout: float = 60) -> None:
+    deadline = time.monotonic() + timeout
+    while not condition():
+        if time.monotonic() > deadline:
+            pytest.fail(f"timed out waiting for {what}; worker log:\n{log.read_text()[-3000:]}")
+        time.sleep(0.2)
+
+
+def test_a_killed_workers_session_continues_on_a_new_worker_with_gapless_events(claude, coding_session, tmp_path):
+    log = tmp_path / "worker.log"
+    claude.tool_use("write_file", {"path": "hello.txt", "content": "hi\n"})
+    claude.reply([{"type": "text", "text": "never delivered: the worker dies first"}], delay=60)
+    claude.tool_use("update_task_status", {"status": "done", "evidence": "hello.txt exists"})
+    claude.text("Done.")
+    session = coding_session
+
+    first = _start_worker(claude, log)
+    try:
+        async_task("apps.orchestration.jobs.continue_coding", session.pk)
+        _wait_for(lambda: len(claude.requests) >= 2, "the second model call", log)
+    finally:
+        _kill(first)
+    session.refresh_from_db()
+    assert session.status == "running" and session.turns == 1
+    events_before = session.last_seq
+
+    second = _start_worker(claude, log)
+    try:
+        runs.session_continue(session=session, notes="the worker died; carry on", by="test", force=True)
+        _wait_for(lambda: session.refresh_from_db() or session.is_finished, "the session to finish", log)
+    finally:
+        _kill(second)
+
+    session.refresh_from_db()
+    assert session.status == "completed" and session.attempts == 2, session.error
+    seqs = list(session.events.order_by("seq").values_list("seq", flat=True))
+    assert seqs == list(range(1, len(seqs) + 1)) and len(seqs) > events_before
+    resume = session.events.get(type="resume")
+    assert resume.seq == events_before + 1 and "carry on" in resume.payload["text"]
+    session.task.refresh_from_db()
+    assert session.task.status == "done"
+    assert Repo(session.workdir).head.commit.summary.startswith("T1:")
