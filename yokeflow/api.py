@@ -15,8 +15,10 @@ from ninja import NinjaAPI
 from ninja.errors import AuthenticationError, HttpError
 from ninja.security import HttpBearer, SessionAuth
 
+from apps.agents.api import router as agents_router
 from apps.core.errors import YokeFlowError, http_status
 from apps.core.tokens import token_authenticate
+from apps.orchestration.api import router as orchestration_router
 from apps.projects.api import router as projects_router
 
 logger = logging.getLogger(__name__)
@@ -78,3 +80,5 @@ def http_error(request: HttpRequest, exc: HttpError) -> HttpResponse:
 
 
 api.add_router("/projects", projects_router)
+api.add_router("/", agents_router)
+api.add_router("/", orchestration_router)

@@ -5,9 +5,10 @@ from __future__ import annotations
 from django.db.models import QuerySet
 
 from apps.agents.models import AgentSession, SessionEvent
-from apps.core.errors import NotFoundError
+from apps.core.errors import NotFoundError, PermissionDeniedError
 from apps.core.validation import as_id
 from apps.projects.models import Project
+from apps.projects.selectors import can_operate, projects_visible_to
 
 
 def sessions_list(*, project: Project) -> QuerySet[AgentSession]:
@@ -26,3 +27,12 @@ def session_find(session_id: int | str, rows: QuerySet[AgentSession] | None = No
 def events_list(*, session: AgentSession, after: int = 0, limit: int | None = None) -> QuerySet[SessionEvent]:
     rows = session.events.filter(seq__gt=after).order_by("seq")
     return rows[:limit] if limit else rows
+
+
+def session_get(*, user, session_id: int | str, operate: bool = False) -> AgentSession:
+    """The session if its project is visible to `user` (else not found), and operable when `operate`."""
+    rows = AgentSession.objects.select_related("project", "task").filter(project__in=projects_visible_to(user))
+    session = session_find(session_id, rows)
+    if operate and not can_operate(user, session.project):
+        raise PermissionDeniedError("you may view this project but not act on it")
+    return session

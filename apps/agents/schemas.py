@@ -1,0 +1,77 @@
+"""API shapes for sessions, their events and model prices (no __future__: ninja reads annotations at runtime)."""
+
+from datetime import date, datetime
+from decimal import Decimal
+
+from ninja import Field, Schema
+
+
+class SessionOut(Schema):
+    id: int
+    project_id: int
+    task_id: int | None
+    task_key: str | None = Field(None, alias="task.key")
+    kind: str
+    status: str
+    model: str
+    model_label: str
+    provider: str
+    turns: int
+    input_tokens: int
+    output_tokens: int
+    cache_read_tokens: int
+    cache_write_tokens: int
+    cost_usd: Decimal
+    attempts: int
+    last_seq: int
+    heartbeat_at: datetime | None
+    lease_owner: str
+    started_at: datetime | None
+    ended_at: datetime | None
+    duration_ms: int
+    stop_reason: str
+    error: str
+    created: datetime
+
+
+class SessionDetailOut(SessionOut):
+    checkpoint_turn: int | None = None
+
+
+class EventOut(Schema):
+    seq: int
+    type: str
+    payload: dict
+    created: datetime
+
+
+class EventsQuery(Schema):
+    after: int = Field(0, ge=0, description="Only events with a larger sequence number.")
+    limit: int = Field(500, ge=1, le=5000)
+
+
+class ContinueIn(Schema):
+    notes: str = Field("", max_length=10_000)
+    force: bool = False
+
+
+class PriceOut(Schema):
+    model: str
+    tier: str
+    effective_from: date
+    input_per_mtok: Decimal
+    output_per_mtok: Decimal
+    cache_write_5m_per_mtok: Decimal
+    cache_write_1h_per_mtok: Decimal
+    cache_read_per_mtok: Decimal
+    long_prompt_threshold: int | None
+    legacy: bool
+
+
+class ModelsOut(Schema):
+    provider: str
+    notice: str
+    tiers: dict[str, str]
+    default_tier: str
+    deprecated: dict[str, str]
+    prices: list[PriceOut]
