@@ -13,11 +13,13 @@ event; a crash in between leaves a checkpoint from which `session_run` continues
 
 from __future__ import annotations
 
+import threading
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from decimal import Decimal
 from typing import Any, Literal
 
+from django import db
 from django.conf import settings
 
 from apps.agents.models import AgentSession, Checkpoint, SessionStatus
@@ -150,6 +152,35 @@ def _start(session: AgentSession, brief: Brief, resume_message: str | None) -> l
     return messages
 
 
+class _Heartbeat:
+    """Renews the lease every third of its length while a long model call or command runs.
+
+    Runs in a thread with its own database connection; it first waits a full interval, so short sessions (and
+    tests inside a transaction) never see it touch the database.
+    """
+
+    def __init__(self, session: AgentSession) -> None:
+        self.session = session
+        self.interval = max(1.0, settings.SESSION_LEASE_SECONDS / 3)
+        self.stopped = threading.Event()
+        self.thread = threading.Thread(target=self._beat, name=f"heartbeat-{session.pk}", daemon=True)
+
+    def __enter__(self) -> _Heartbeat:
+        self.thread.start()
+        return self
+
+    def __exit__(self, *exc_info: object) -> None:
+        self.stopped.set()
+        self.thread.join(timeout=self.interval)
+
+    def _beat(self) -> None:
+        try:
+            while not self.stopped.wait(self.interval):
+                session_heartbeat(session=self.session)
+        finally:
+            db.connections.close_all()
+
+
 class Loop:
     def __init__(self, session: AgentSession, provider: Provider, brief: Brief, context: ToolContext,
                  config: LoopConfig, guards: Sequence[Guard], hooks: Sequence[Hook]) -> None:
@@ -267,8 +298,9 @@ class Loop:
         checkpoint = Checkpoint.objects.filter(session=self.session).first()
         self.state.turn = checkpoint.turn if checkpoint else 0
         try:
-            while True:
-                self._turn()
+            with _Heartbeat(self.session):
+                while True:
+                    self._turn()
         except _Stop as stop:
             return self._finish(stop)
         except Exception as exc:

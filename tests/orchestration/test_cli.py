@@ -63,3 +63,16 @@ def test_a_queued_session_is_cancelled_at_once(kvstore):
     assert f"session #{session.pk} cancelled" in yokeflow("cancel", str(session.pk))
     session.refresh_from_db()
     assert session.status == "cancelled" and session.ended_at is not None
+
+
+def test_models_names_the_provider_and_warns_about_deprecated_models(settings):
+    shown = yokeflow("models")
+    assert "offline replay model" in shown and "sonnet  claude-sonnet-5-5 (default)" in shown
+    assert "claude-haiku-5-5" in shown and "prompts over 100,000 tokens: $0.5000 / $2.5000" in shown
+    assert "WARNING" not in shown
+
+    settings.MODEL_TIERS = {**settings.MODEL_TIERS, "sonnet": "claude-sonnet-4-5"}
+    settings.ANTHROPIC_API_KEY = "sk-test"
+    shown = yokeflow("models")
+    assert "Claude through the Anthropic API" in shown
+    assert "claude-sonnet-4-5 (default)  WARNING: deprecated by Anthropic, retires November 30th, 2026" in shown

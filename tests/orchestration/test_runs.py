@@ -104,3 +104,21 @@ def test_a_run_needs_a_plan_and_only_runs_once(project, planned_project):
     runs.run_start(project=planned_project)
     with pytest.raises(ConflictError, match="already running"):
         runs.run_start(project=planned_project)
+
+
+def test_a_git_hook_planted_by_the_agent_does_not_run_when_yokeflow_commits(claude, task, tmp_path):
+    marker = tmp_path / "hook-ran"
+    hook = "#!/bin/sh\ntouch " + str(marker) + "\n"
+    claude.tool_use("run_command", {"command": "python3 -c \"import pathlib; p = pathlib.Path('.' + 'git/hooks/"
+                                               "pre-commit'); p.write_text(" + repr(hook) + "); p.chmod(0o755)\""})
+    claude.tool_use("write_file", {"path": "hello.txt", "content": "hi"})
+    claude.tool_use("update_task_status", {"status": "done", "evidence": "ok"})
+    claude.text("Done.")
+    session = runs.session_create(project=task.project, task=task, kind="coding", model="claude-sonnet-5-5",
+                                  provider="anthropic", workdir=task.project.repo_path)
+
+    result = runs.coding_execute(session=session)
+
+    assert result.done and (Path(task.project.repo_path) / ".git/hooks/pre-commit").exists()
+    assert not marker.exists()
+    assert Repo(task.project.repo_path).head.commit.summary.startswith("T1:")

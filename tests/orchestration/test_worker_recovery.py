@@ -84,3 +84,34 @@ def test_a_killed_workers_session_continues_on_a_new_worker_with_gapless_events(
     session.task.refresh_from_db()
     assert session.task.status == "done"
     assert Repo(session.workdir).head.commit.summary.startswith("T1:")
+
+
+def test_a_long_command_keeps_the_sessions_lease(claude, coding_session, settings):
+    """The lease is renewed while a tool runs longer than the lease itself, so no reaper can steal the session."""
+    import threading
+
+    from apps.agents.coding import coding_session_run
+    from apps.agents.services import session_claim
+    from apps.core.errors import ConflictError
+
+    settings.SESSION_LEASE_SECONDS = 3
+    claude.tool_use("run_command", {"command": "sleep 5"})
+    claude.tool_use("update_task_status", {"status": "done", "evidence": "slept"})
+    claude.text("Done.")
+    refused: list[str] = []
+
+    def try_to_steal():
+        time.sleep(4.5)  # past the lease, while `sleep 5` still runs
+        try:
+            session_claim(session=type(coding_session).objects.get(pk=coding_session.pk), owner="thief:1")
+        except ConflictError as exc:
+            refused.append(exc.message)
+        finally:
+            connection.close()
+
+    thief = threading.Thread(target=try_to_steal)
+    thief.start()
+    outcome = coding_session_run(session=coding_session)
+    thief.join()
+
+    assert outcome.completed and refused and "heartbeat" in refused[0]
