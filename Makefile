@@ -6,7 +6,7 @@ DEMO_DB ?= var/demo.sqlite3
 DEMO_ENV := DEBUG=1 DATABASE_URL=sqlite:///$(CURDIR)/$(DEMO_DB) PROJECTS_ROOT=$(CURDIR)/var/demo-projects
 YF := $(DEMO_ENV) $(PY) manage.py yokeflow
 
-.PHONY: demo serve test lint bench venv clean
+.PHONY: demo yf serve test lint bench venv clean
 
 venv: $(VENV)/.installed
 
@@ -37,8 +37,11 @@ demo: venv
 	git -C var/demo-projects/kvstore/repo log --oneline && \
 	(cd var/demo-projects/kvstore/repo && python3 -m unittest discover -s tests 2>&1 | tail -n 3)
 	@echo
-	@echo "Read a transcript: $(YF) transcript 2"
+	@echo "Read a transcript: make yf ARGS='transcript 2'   (any yokeflow verb on the demo database)"
 	@echo "Browse it: make serve, then open http://127.0.0.1:8000/ and log in as demo / demo."
+
+yf: venv
+	@$(YF) $(ARGS)
 
 serve: venv
 	$(DEMO_ENV) $(PY) manage.py runserver 127.0.0.1:8000

@@ -191,7 +191,10 @@ def _sessions(options: dict[str, Any], out: Any) -> None:
 
 def _event_text(event: Any) -> str:
     payload = event.payload
-    if event.type in ("text", "thinking", "user", "system", "resume"):
+    if event.type == "system":
+        text = payload.get("text", "")
+        body = f"{text[:200]}… ({len(text)} characters; --json shows all)" if len(text) > 200 else text
+    elif event.type in ("text", "thinking", "user", "resume"):
         body = payload.get("text", "")
     elif event.type == "tool_use":
         body = f"{payload.get('name')} {json.dumps(payload.get('input'), ensure_ascii=False)[:400]}"
