@@ -28,9 +28,9 @@ from apps.agents.prompts import render
 from apps.agents.providers import model_for_tier, provider_name
 from apps.agents.sandbox import run_command, scrubbed_env
 from apps.agents.services import session_create, session_transition
-from apps.core.errors import ConflictError, ValidationError
+from apps.core.errors import ConflictError, SandboxError, ValidationError, YokeFlowError
 from apps.orchestration.repository import repo_commit_all, repo_ensure
-from apps.projects.models import Project, Task
+from apps.projects.models import Project, Task, TestResult
 from apps.projects.services import task_transition, tasks_refresh_ready
 
 TaskStatus = Task.Status
@@ -178,8 +178,16 @@ def coding_execute(*, session: AgentSession, resume_message: str | None = None, 
     """Run (or continue) a coding session, settle its task, and queue the run's next step."""
     project = session.project
     config = LoopConfig(budget_usd=_remaining_budget(project))
-    outcome = coding_session_run(session=session, branch=project.default_branch, config=config,
-                                 resume_message=resume_message, force=force)
+    try:
+        outcome = coding_session_run(session=session, branch=project.default_branch, config=config,
+                                     resume_message=resume_message, force=force)
+    except Exception:
+        # The loop has already marked the session failed (if it got that far); the task must not stay running.
+        session.refresh_from_db()
+        if session.status == AgentSession.Status.FAILED:
+            task_settle(task=Task.objects.get(pk=session.task_id), session=session,
+                        outcome=Outcome(session.status, session.stop_reason, session.error))
+        raise
     task = Task.objects.get(pk=session.task_id)
     done = task_settle(task=task, session=session, outcome=outcome)
     project.refresh_from_db()
@@ -204,12 +212,16 @@ def task_settle(*, task: Task, session: AgentSession, outcome: Outcome) -> bool:
                         else Project.Status.FAILED)
         return False
     task = task_transition(task=task, to=TaskStatus.MERGING)
-    failures = acceptance_run(task=task, workdir=Path(session.workdir))
+    try:
+        failures = acceptance_run(task=task, workdir=Path(session.workdir))
+        if not failures:
+            repo_commit_all(repo_ensure(task.project), _commit_message(task, session, outcome))
+    except YokeFlowError as exc:  # git trouble: the task fails with the reason instead of hanging in merging
+        failures = [f"{exc.code}: {exc.message}"]
     if failures:
-        task_transition(task=task, to=TaskStatus.FAILED, error="acceptance tests failed: " + "; ".join(failures))
+        task_transition(task=task, to=TaskStatus.FAILED, error="not done: " + "; ".join(failures))
         _set_status(task.project, Project.Status.FAILED)
         return False
-    repo_commit_all(repo_ensure(task.project), _commit_message(task, session, outcome))
     task_transition(task=task, to=TaskStatus.DONE)
     tasks_refresh_ready(project=task.project)
     return True
@@ -224,15 +236,21 @@ def acceptance_run(*, task: Task, workdir: Path) -> list[str]:
         if not test.command.strip():
             test.result, test.evidence = test.Result.PENDING, "no command given: not verified automatically"
         else:
-            result = run_command(test.command, cwd=workdir, timeout=float(settings.COMMAND_TIMEOUT),
-                                 env=scrubbed_env(home=str(home)))
-            test.result = test.Result.PASSED if result.ok else test.Result.FAILED
-            test.evidence = result.as_text()[-MAX_EVIDENCE_CHARS:]
-            if not result.ok:
-                failures.append(f"{test.description} (`{test.command}`)")
+            test.result, test.evidence = _acceptance_one(test.command, workdir, home)
+            if test.result != test.Result.PASSED:
+                failures.append(f"acceptance test failed: {test.description} (`{test.command}`)")
         test.last_run_at = timezone.now()
         test.save(update_fields=["result", "evidence", "last_run_at", "updated"])
     return failures
+
+
+def _acceptance_one(command: str, workdir: Path, home: Path) -> tuple[str, str]:
+    try:
+        result = run_command(command, cwd=workdir, timeout=float(settings.COMMAND_TIMEOUT),
+                             env=scrubbed_env(home=str(home)))
+    except SandboxError as exc:  # e.g. the plan's command is refused by the sandbox policy
+        return TestResult.ERROR, f"not run: {exc.message}"
+    return (TestResult.PASSED if result.ok else TestResult.FAILED), result.as_text()[-MAX_EVIDENCE_CHARS:]
 
 
 def _commit_message(task: Task, session: AgentSession, outcome: Outcome) -> str:

@@ -59,7 +59,7 @@ def test_a_task_whose_acceptance_tests_fail_is_not_done_and_nothing_is_committed
     task.refresh_from_db()
     project.refresh_from_db()
     assert result.outcome.completed and not result.done
-    assert task.status == "failed" and "acceptance tests failed" in task.last_error
+    assert task.status == "failed" and "acceptance test failed" in task.last_error
     assert project.status == "failed"
     assert task.tests.get().result == "failed"
     assert [c.summary for c in Repo(project.repo_path).iter_commits()] == ["Initial commit"]
@@ -122,3 +122,21 @@ def test_a_git_hook_planted_by_the_agent_does_not_run_when_yokeflow_commits(clau
     assert result.done and (Path(task.project.repo_path) / ".git/hooks/pre-commit").exists()
     assert not marker.exists()
     assert Repo(task.project.repo_path).head.commit.summary.startswith("T1:")
+
+
+def test_an_acceptance_command_the_sandbox_refuses_fails_the_task_with_the_reason(claude, task):
+    test = task.tests.get()
+    test.command = "sudo test -f hello.txt"
+    test.save()
+    claude.tool_use("write_file", {"path": "hello.txt", "content": "hi"})
+    claude.tool_use("update_task_status", {"status": "done", "evidence": "ok"})
+    claude.text("Done.")
+    session = runs.session_create(project=task.project, task=task, kind="coding", model="claude-sonnet-5-5",
+                                  provider="anthropic", workdir=task.project.repo_path)
+
+    result = runs.coding_execute(session=session)
+
+    task.refresh_from_db()
+    test.refresh_from_db()
+    assert not result.done and task.status == "failed"
+    assert test.result == "error" and test.evidence.startswith("not run:")
