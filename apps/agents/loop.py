@@ -34,7 +34,7 @@ from apps.agents.services import (
     session_transition,
 )
 from apps.agents.tools import Tool, ToolContext, tool_execute
-from apps.core.errors import ProviderError
+from apps.core.errors import ConflictError, ProviderError
 
 Status = SessionStatus
 
@@ -263,6 +263,7 @@ class Loop:
         self._check_limits()
         self._check_guards("before_call")
         reply = self._call()
+        self._check_lease()  # a worker that lost its lease while waiting must not act on the reply
         self.state.turn += 1
         self.state.last_reply = reply
         self._record(reply)
@@ -271,11 +272,11 @@ class Loop:
             self._run_tools(reply)
         else:
             self.state.last_calls = []
+        help_wanted = self.state.context.state.pop("help", None)  # one-shot signals: not kept in the checkpoint
+        give_up = self.state.context.state.pop("give_up", None)
         self._checkpoint(reply)
-        help_wanted = self.state.context.state.pop("help", None)
         if help_wanted:
             raise _Stop(Status.PAUSED, "help_requested", help_wanted)
-        give_up = self.state.context.state.pop("give_up", None)
         if give_up:
             raise _Stop(Status.FAILED, give_up["reason"], give_up["message"])
         if reply.tool_uses:
@@ -283,21 +284,34 @@ class Loop:
         else:
             self._reask_or_finish()
 
-    def _checkpoint(self, reply: ModelReply) -> None:
-        step = {"turn": self.state.turn, "stop_reason": reply.stop_reason,
-                "tools": [call.name for call in self.state.last_calls], "reasks": self.state.reasks}
-        checkpoint_save(session=self.session, turn=self.state.turn, messages=self.state.messages, step=step)
+    def _check_lease(self) -> None:
         if not session_heartbeat(session=self.session):
             raise _Stop(Status.RUNNING, "lease_lost", "another worker took this session over")
+
+    def _checkpoint(self, reply: ModelReply) -> None:
+        # The tools' outcomes (task reported done, plan accepted, tries) are part of the conversation's state:
+        # a session continued elsewhere must remember them.
+        step = {"turn": self.state.turn, "stop_reason": reply.stop_reason,
+                "tools": [call.name for call in self.state.last_calls], "reasks": self.state.reasks,
+                "state": self.state.context.state}
+        self._check_lease()
+        checkpoint_save(session=self.session, turn=self.state.turn, messages=self.state.messages, step=step)
         for hook in self.hooks:
             hook("turn", self.state)
 
     # -- the whole session -----------------------------------------------------------------------------
-    def run(self, resume_message: str | None) -> Outcome:
-        self.state.messages = _start(self.session, self.brief, resume_message)
+    def _restore(self) -> None:
         checkpoint = Checkpoint.objects.filter(session=self.session).first()
-        self.state.turn = checkpoint.turn if checkpoint else 0
+        if checkpoint is None:
+            return
+        self.state.turn = checkpoint.turn
+        self.state.reasks = int(checkpoint.step.get("reasks", 0))
+        self.state.context.state.update(checkpoint.step.get("state") or {})
+
+    def run(self, resume_message: str | None) -> Outcome:
         try:
+            self._restore()
+            self.state.messages = _start(self.session, self.brief, resume_message)
             with _Heartbeat(self.session):
                 while True:
                     self._turn()
@@ -313,8 +327,11 @@ class Loop:
             return outcome
         self.session.refresh_from_db()
         error = "" if stop.status == Status.COMPLETED else stop.message
-        session_transition(session=self.session, status=stop.status, stop_reason=stop.reason, error=error,
-                           turns=self.state.turn)
+        try:
+            session_transition(session=self.session, status=stop.status, stop_reason=stop.reason, error=error,
+                               turns=self.state.turn, owner=self.session.lease_owner)
+        except ConflictError:  # another worker took the session over meanwhile: it finishes the session
+            return Outcome(Status.RUNNING, "lease_lost", "another worker took this session over", outcome.state)
         s = self.session
         events_append(session=s, events=[("session_end", {
             "status": s.status, "reason": stop.reason, "message": stop.message, "turns": s.turns,

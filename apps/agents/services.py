@@ -27,8 +27,20 @@ from apps.agents.models import (
 from apps.agents.pricing import TokenUsage, cost_of, is_long_prompt, price_for
 from apps.core.errors import ConflictError, InvalidTransitionError, ValidationError
 from apps.projects.models import Project, Task
+from apps.projects.services import task_transition
 
 Status = SessionStatus
+
+
+def json_safe(value: Any) -> Any:
+    """PostgreSQL's JSON cannot hold NUL characters: command output and model text may contain them."""
+    if isinstance(value, str):
+        return value.replace("\x00", "\ufffd")
+    if isinstance(value, dict):
+        return {json_safe(k): json_safe(v) for k, v in value.items()}
+    if isinstance(value, list | tuple):
+        return [json_safe(v) for v in value]
+    return value
 
 
 def worker_identity() -> str:
@@ -57,8 +69,13 @@ def _check_move(session: AgentSession, new: str) -> None:
         )
 
 
-def session_transition(*, session: AgentSession, status: str, **fields: Any) -> AgentSession:
-    """Move a session (conditional on the status we read, so a concurrent move makes this one fail clearly)."""
+def session_transition(
+    *, session: AgentSession, status: str, owner: str | None = None, **fields: Any
+) -> AgentSession:
+    """Move a session (conditional on the status we read, so a concurrent move makes this one fail clearly).
+
+    With `owner`, also conditional on still holding the lease: a worker that lost it cannot finish the session.
+    """
     _check_move(session, status)
     now = timezone.now()
     if status in (Status.COMPLETED, Status.FAILED, Status.CANCELLED):
@@ -67,9 +84,10 @@ def session_transition(*, session: AgentSession, status: str, **fields: Any) -> 
         # Metrics are never null: however a session stops, it has a duration (work time so far when paused).
         started = session.started_at or now
         fields.setdefault("duration_ms", max(0, int((fields.get("ended_at", now) - started).total_seconds() * 1000)))
-    changed = AgentSession.objects.filter(pk=session.pk, status=session.status).update(
-        status=status, updated=now, **fields
-    )
+    rows = AgentSession.objects.filter(pk=session.pk, status=session.status)
+    if owner is not None:
+        rows = rows.filter(lease_owner=owner)
+    changed = rows.update(status=status, updated=now, **fields)
     if changed != 1:
         raise ConflictError(f"session {session.pk} changed while moving it to {status}; reload and retry")
     session.refresh_from_db()
@@ -105,6 +123,19 @@ def session_claim(*, session: AgentSession, owner: str | None = None, force: boo
     raise InvalidTransitionError(f"session {session.pk} is {session.status}; only queued or running sessions run")
 
 
+def _cancel_task_of(session: AgentSession) -> None:
+    """A session cancelled without running takes its task with it, so the run is not left waiting for it."""
+    task = Task.objects.filter(pk=session.task_id, status__in=(Task.Status.RUNNING, Task.Status.PAUSED)).first()
+    if task is None:
+        return
+    task_transition(task=task, to=Task.Status.CANCELLED, error="its session was cancelled")
+    project = session.project
+    if project.status == Project.Status.RUNNING and not project.tasks.filter(
+        status__in=(Task.Status.RUNNING, Task.Status.MERGING)
+    ).exists():
+        Project.objects.filter(pk=project.pk).update(status=Project.Status.PAUSED, updated=timezone.now())
+
+
 def session_heartbeat(*, session: AgentSession) -> bool:
     """Renew the lease. False when someone else took it over (this worker must stop)."""
     return bool(
@@ -117,8 +148,12 @@ def session_heartbeat(*, session: AgentSession) -> bool:
 def session_request_cancel(*, session: AgentSession) -> AgentSession:
     """Cancel now if it has not started; otherwise ask the loop to stop at its next step."""
     if session.status in (Status.QUEUED, Status.PAUSED):
-        return session_transition(session=session, status=Status.CANCELLED, stop_reason="cancelled",
-                                  error="cancelled before it ran")
+        with transaction.atomic():
+            session = session_transition(session=session, status=Status.CANCELLED, stop_reason="cancelled",
+                                         error="cancelled before it ran" if session.status == Status.QUEUED
+                                         else "cancelled while paused")
+            _cancel_task_of(session)
+        return session
     if session.status != Status.RUNNING:
         raise InvalidTransitionError(f"session {session.pk} is {session.status}; there is nothing to cancel")
     AgentSession.objects.filter(pk=session.pk).update(cancel_requested=True)
@@ -137,7 +172,7 @@ def events_append(*, session: AgentSession, events: Iterable[tuple[str, dict]]) 
         last = AgentSession.objects.values_list("last_seq", flat=True).get(pk=session.pk)
         first = last - len(events) + 1
         rows = SessionEvent.objects.bulk_create(
-            SessionEvent(session_id=session.pk, seq=first + i, type=kind, payload=payload)
+            SessionEvent(session_id=session.pk, seq=first + i, type=kind, payload=json_safe(payload))
             for i, (kind, payload) in enumerate(events)
         )
     session.last_seq = last
@@ -151,7 +186,8 @@ def event_append(*, session: AgentSession, type: str, payload: dict) -> SessionE
 def checkpoint_save(*, session: AgentSession, turn: int, messages: list[dict], step: dict) -> Checkpoint:
     checkpoint, _ = Checkpoint.objects.update_or_create(
         session=session,
-        defaults={"turn": turn, "event_seq": session.last_seq, "messages": messages, "step": step},
+        defaults={"turn": turn, "event_seq": session.last_seq, "messages": json_safe(messages),
+                  "step": json_safe(step)},
     )
     AgentSession.objects.filter(pk=session.pk).update(turns=turn, heartbeat_at=timezone.now())
     session.turns = turn

@@ -177,16 +177,15 @@ def run_step(*, project: Project) -> StepResult:
 def coding_execute(*, session: AgentSession, resume_message: str | None = None, force: bool = False) -> StepResult:
     """Run (or continue) a coding session, settle its task, and queue the run's next step."""
     project = session.project
-    config = LoopConfig(budget_usd=_remaining_budget(project))
+    remaining = _remaining_budget(project)
+    # The loop compares the session's own spend; what it spent before a pause is already out of `remaining`.
+    config = LoopConfig(budget_usd=None if remaining is None else remaining + session.cost_usd)
     try:
         outcome = coding_session_run(session=session, branch=project.default_branch, config=config,
                                      resume_message=resume_message, force=force)
     except Exception:
         # The loop has already marked the session failed (if it got that far); the task must not stay running.
-        session.refresh_from_db()
-        if session.status == AgentSession.Status.FAILED:
-            task_settle(task=Task.objects.get(pk=session.task_id), session=session,
-                        outcome=Outcome(session.status, session.stop_reason, session.error))
+        _settle_after_crash(session)
         raise
     task = Task.objects.get(pk=session.task_id)
     done = task_settle(task=task, session=session, outcome=outcome)
@@ -194,6 +193,13 @@ def coding_execute(*, session: AgentSession, resume_message: str | None = None, 
     if project.status == Project.Status.RUNNING:
         enqueue("apps.orchestration.jobs.run_step", project.pk)
     return StepResult(task=task, session=session, outcome=outcome, done=done)
+
+
+def _settle_after_crash(session: AgentSession) -> None:
+    session.refresh_from_db()
+    task = Task.objects.get(pk=session.task_id)
+    if session.status != AgentSession.Status.RUNNING and task.status == TaskStatus.RUNNING:
+        task_settle(task=task, session=session, outcome=Outcome(session.status, session.stop_reason, session.error))
 
 
 # ------------------------------------------------------------------------------------------------ settling

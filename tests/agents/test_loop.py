@@ -236,3 +236,45 @@ def test_a_live_lease_refuses_a_second_worker(claude, coding_session):
     session_claim(session=coding_session, owner="host-a:1")
     with pytest.raises(ConflictError, match="running on host-a:1"):
         session_claim(session=coding_session, owner="host-b:2")
+
+
+def test_a_task_reported_done_before_a_crash_stays_reported_after_it(claude, coding_session):
+    claude.tool_use("update_task_status", DONE)
+    claude.text("Done.")
+
+    def die_after_first_turn(event, state):
+        if event == "turn" and state.turn == 1:
+            raise WorkerDied
+
+    with pytest.raises(WorkerDied):
+        coding_session_run(session=coding_session, hooks=[die_after_first_turn])
+    outcome = coding_session_run(session=coding_session, force=True)
+
+    assert outcome.completed and outcome.state["reported"] == DONE
+
+
+def test_nul_bytes_in_command_output_are_kept_readable_not_fatal(claude, coding_session):
+    claude.tool_use("run_command", {"command": "printf 'a\\0b'"})
+    _script_done(claude)
+
+    outcome = coding_session_run(session=coding_session)
+
+    assert outcome.completed
+    result = coding_session.events.filter(type="tool_result").order_by("seq").first()
+    assert "a\ufffdb" in result.payload["content"]
+
+
+def test_a_worker_that_lost_its_lease_does_not_run_the_tools_of_the_reply(claude, coding_session):
+    from apps.agents.models import AgentSession as Session
+
+    claude.tool_use("write_file", {"path": "stale.txt", "content": "x"})
+
+    def steal(phase, state):
+        Session.objects.filter(pk=state.session.pk).update(lease_owner="other-host:9")
+        return None
+
+    outcome = coding_session_run(session=coding_session, guards=[steal])
+
+    coding_session.refresh_from_db()
+    assert outcome.reason == "lease_lost" and coding_session.status == "running"
+    assert not (Path(coding_session.workdir) / "stale.txt").exists()

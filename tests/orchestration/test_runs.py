@@ -140,3 +140,42 @@ def test_an_acceptance_command_the_sandbox_refuses_fails_the_task_with_the_reaso
     test.refresh_from_db()
     assert not result.done and task.status == "failed"
     assert test.result == "error" and test.evidence.startswith("not run:")
+
+
+def test_cancelling_a_paused_session_cancels_its_task_and_frees_the_run(claude, task):
+    from apps.agents.services import session_request_cancel
+
+    claude.tool_use("request_help", {"reason": "stuck"})
+    project = task.project
+    runs._set_status(project, "running")
+    session = runs.session_create(project=project, task=task, kind="coding", model="claude-sonnet-5-5",
+                                  provider="anthropic", workdir=project.repo_path)
+    runs.coding_execute(session=session)
+    session.refresh_from_db()
+
+    session_request_cancel(session=session)
+
+    task.refresh_from_db()
+    project.refresh_from_db()
+    assert task.status == "cancelled" and project.status == "paused"
+    runs.run_start(project=project)  # not wedged in "running"
+
+
+def test_continuing_a_session_that_spent_part_of_the_budget_does_not_count_it_twice(claude, task):
+    from decimal import Decimal
+
+    project = task.project
+    project.budget_usd = Decimal("1.00")
+    project.save()
+    claude.tool_use("request_help", {"reason": "stuck"}, usage={"input_tokens": 300_000})  # $0.60 on Sonnet
+    session = runs.session_create(project=project, task=task, kind="coding", model="claude-sonnet-5-5",
+                                  provider="anthropic", workdir=project.repo_path)
+    runs.coding_execute(session=session)
+    claude.tool_use("write_file", {"path": "hello.txt", "content": "hi"})
+    claude.tool_use("update_task_status", {"status": "done", "evidence": "ok"})
+    claude.text("Done.")
+
+    runs.jobs_drain(lambda: runs.session_continue(session=session, notes="go on"))
+
+    session.refresh_from_db()
+    assert session.status == "completed", session.error

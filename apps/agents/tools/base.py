@@ -58,6 +58,7 @@ class Input(pydantic.BaseModel):
 
 
 def _truncate(text: str) -> str:
+    text = text.replace("\x00", "\ufffd")  # NUL survives neither PostgreSQL nor most terminals
     if len(text) <= MAX_RESULT_CHARS:
         return text
     half = MAX_RESULT_CHARS // 2
