@@ -2,12 +2,16 @@
 
 from __future__ import annotations
 
+import os
+import re
+import subprocess
 from pathlib import Path
 
 import git
 from git import Actor, Repo
 
-from apps.core.errors import GitError
+from apps.agents.sandbox import scrubbed_env
+from apps.core.errors import ConflictError, GitError, ValidationError
 from apps.projects.models import Project
 
 AGENT = Actor("YokeFlow agent", "agent@yokeflow.local")
@@ -30,29 +34,74 @@ def repo_ensure(project: Project) -> Repo:
             repo.index.commit("Initial commit", author=AGENT, committer=AGENT)
         return repo
     except (git.InvalidGitRepositoryError, git.NoSuchPathError):
-        raise GitError(f"{path} exists and is not a git repository", code="not_a_repository") from None
+        raise ValidationError(f"repo_path: {path} exists and is not a git repository", code="not_a_repository",
+                              details={"fields": {"repo_path": ["not a git repository"]}}) from None
     except (git.GitCommandError, OSError) as exc:
-        raise GitError(f"could not prepare the repository at {path}: {exc}", code="repository_error") from None
+        raise ConflictError(f"could not prepare the repository at {path}: {exc}", code="repository_error",
+                            recoverable=False) from None
 
 
-# The agent ran arbitrary commands in this working copy: never let it choose code that git runs for us.
-SAFE_GIT = ("-c", "core.hooksPath=/dev/null")
-COMMITTER_ENV = {"GIT_AUTHOR_NAME": AGENT.name, "GIT_AUTHOR_EMAIL": AGENT.email,
-                 "GIT_COMMITTER_NAME": AGENT.name, "GIT_COMMITTER_EMAIL": AGENT.email}
+# The agent ran arbitrary commands in this working copy, so it may have written its local git config. Git run
+# by YokeFlow must not execute anything the agent chose, nor see YokeFlow's secrets: hooks and fsmonitor are
+# switched off, config keys that name a program are refused, and the environment is the sandbox's.
+SAFE_GIT = ("-c", "core.hooksPath=/dev/null", "-c", "core.fsmonitor=false", "-c", "commit.gpgSign=false")
+UNSAFE_CONFIG = re.compile(
+    r"^(core\.(fsmonitor|hookspath|sshcommand|pager|editor|askpass|gitproxy|attributesfile)|filter\.|diff\..*\."
+    r"(textconv|command)|merge\..*\.driver|gpg\.|alias\.|include\.|includeif\.|credential\.|sequence\.editor|"
+    r"uploadpack\.|receivepack\.)",
+    re.IGNORECASE,
+)
 
 
-def repo_commit_all(repo: Repo, message: str) -> str | None:
-    """Stage everything (the .gitignore keeps caches out) and commit; None when there was nothing to commit."""
+def _git_env(repo: Repo) -> dict[str, str]:
+    env = scrubbed_env(home=str(Path(repo.working_dir).parent / "home"))
+    return env | {"GIT_CONFIG_NOSYSTEM": "1", "GIT_CONFIG_GLOBAL": os.devnull, "GIT_AUTHOR_NAME": AGENT.name,
+                  "GIT_AUTHOR_EMAIL": AGENT.email, "GIT_COMMITTER_NAME": AGENT.name,
+                  "GIT_COMMITTER_EMAIL": AGENT.email}
+
+
+def _git(repo: Repo, *args: str) -> str:
     try:
-        with repo.git.custom_environment(**COMMITTER_ENV):
-            repo.git.execute(["git", *SAFE_GIT, "add", "-A"], kill_after_timeout=GIT_TIMEOUT)
-            if not repo.git.execute(["git", "diff", "--cached", "--name-only"], kill_after_timeout=GIT_TIMEOUT):
-                return None
-            repo.git.execute(["git", *SAFE_GIT, "commit", "--no-verify", "-q", "-m", message],
-                             kill_after_timeout=GIT_TIMEOUT)
-        return repo.head.commit.hexsha
-    except git.GitCommandError as exc:
-        raise GitError(f"commit failed: {exc}", code="commit_failed") from None
+        done = subprocess.run(["git", *SAFE_GIT, *args], cwd=repo.working_dir, env=_git_env(repo),
+                              capture_output=True, text=True, timeout=GIT_TIMEOUT, check=False)
+    except subprocess.TimeoutExpired:
+        raise GitError(f"git {args[0]} took longer than {GIT_TIMEOUT} s", code="git_timeout") from None
+    if done.returncode != 0:
+        raise GitError(f"git {args[0]} failed: {(done.stderr or done.stdout).strip()[:500]}", code="git_failed")
+    return done.stdout
+
+
+def _check_safe(repo: Repo, branch: str) -> None:
+    config = _git(repo, "config", "--local", "--name-only", "--list").split()
+    unsafe = sorted({key for key in config if UNSAFE_CONFIG.match(key)})
+    if unsafe:
+        raise GitError(f"refusing to commit: the working copy's git config sets {', '.join(unsafe)}, which would "
+                       "run a program", code="unsafe_git_config")
+    try:
+        head = _git(repo, "symbolic-ref", "--quiet", "--short", "HEAD").strip()
+    except GitError:
+        head = "a detached HEAD"
+    if head != branch:
+        raise GitError(f"refusing to commit: HEAD is on {head}, not {branch} (the agent must not switch branches)",
+                       code="wrong_branch")
+
+
+def repo_commit_all(repo: Repo, message: str, *, branch: str) -> str | None:
+    """Stage everything (the .gitignore keeps caches out) and commit on `branch`; None when nothing changed."""
+    _check_safe(repo, branch)
+    _git(repo, "add", "-A")
+    if not _git(repo, "diff", "--cached", "--name-only").strip():
+        return None
+    _git(repo, "commit", "--no-verify", "-q", "-m", message)
+    return _git(repo, "rev-parse", "HEAD").strip()
+
+
+def repo_set_aside(repo: Repo, message: str) -> bool:
+    """Stash unfinished work (untracked files too) so the next task starts from a clean tree; kept for people."""
+    if not _git(repo, "status", "--porcelain").strip():
+        return False
+    _git(repo, "stash", "push", "--include-untracked", "-m", message)
+    return True
 
 
 def repo_commits(repo: Repo, limit: int = 50) -> list[git.Commit]:

@@ -29,7 +29,7 @@ from apps.agents.providers import model_for_tier, provider_name
 from apps.agents.sandbox import run_command, scrubbed_env
 from apps.agents.services import session_create, session_transition
 from apps.core.errors import ConflictError, SandboxError, ValidationError, YokeFlowError
-from apps.orchestration.repository import repo_commit_all, repo_ensure
+from apps.orchestration.repository import repo_commit_all, repo_ensure, repo_set_aside
 from apps.projects.models import Project, Task, TestResult
 from apps.projects.services import task_transition, tasks_refresh_ready
 
@@ -111,6 +111,10 @@ def run_start(*, project: Project) -> Project:
         raise ConflictError(f"project {project.slug!r} is already running", code="already_running")
     if not project.tasks.exclude(status__in=(TaskStatus.DONE, TaskStatus.CANCELLED)).exists():
         raise ConflictError(f"every task of {project.slug!r} is already done", code="nothing_to_run")
+    paused = project.sessions.filter(status=AgentSession.Status.PAUSED).select_related("task").first()
+    if paused:
+        raise ConflictError(f"session #{paused.pk} ({paused.task.key if paused.task else 'planning'}) is paused: "
+                            "continue or cancel it first", code="session_paused")
     repo_ensure(project)
     with transaction.atomic():
         _set_status(project, Project.Status.RUNNING)
@@ -140,8 +144,9 @@ def _run_finished(project: Project) -> None:
 def _claim_next(project: Project) -> Task | None:
     """The next ready task in plan order, claimed with a conditional update (another step may race us)."""
     with transaction.atomic():
-        if project.tasks.filter(status__in=ACTIVE_TASKS).exists():
-            return None  # sequential: one task at a time
+        Project.objects.select_for_update().filter(pk=project.pk).first()  # serialise concurrent steps
+        if project.tasks.filter(status__in=(*ACTIVE_TASKS, TaskStatus.PAUSED)).exists():
+            return None  # sequential: one task at a time, and a paused one keeps the working copy
         tasks_refresh_ready(project=project)
         for task in project.tasks.filter(status=TaskStatus.READY).order_by("position")[:5]:
             try:
@@ -213,6 +218,8 @@ def task_settle(*, task: Task, session: AgentSession, outcome: Outcome) -> bool:
         target = {"paused": TaskStatus.PAUSED, "cancelled": TaskStatus.CANCELLED}.get(outcome.status,
                                                                                        TaskStatus.FAILED)
         task_transition(task=task, to=target, error=f"{outcome.reason}: {outcome.message}")
+        if target != TaskStatus.PAUSED:  # a paused task keeps its work in place to continue from it
+            _set_aside(task, session)
         if target != TaskStatus.CANCELLED:
             _set_status(task.project, Project.Status.PAUSED if target == TaskStatus.PAUSED
                         else Project.Status.FAILED)
@@ -221,16 +228,27 @@ def task_settle(*, task: Task, session: AgentSession, outcome: Outcome) -> bool:
     try:
         failures = acceptance_run(task=task, workdir=Path(session.workdir))
         if not failures:
-            repo_commit_all(repo_ensure(task.project), _commit_message(task, session, outcome))
+            repo_commit_all(repo_ensure(task.project), _commit_message(task, session, outcome),
+                            branch=task.project.default_branch)
     except YokeFlowError as exc:  # git trouble: the task fails with the reason instead of hanging in merging
         failures = [f"{exc.code}: {exc.message}"]
     if failures:
+        _set_aside(task, session)
         task_transition(task=task, to=TaskStatus.FAILED, error="not done: " + "; ".join(failures))
         _set_status(task.project, Project.Status.FAILED)
         return False
     task_transition(task=task, to=TaskStatus.DONE)
     tasks_refresh_ready(project=task.project)
     return True
+
+
+def _set_aside(task: Task, session: AgentSession) -> None:
+    """The working copy is shared by the run's tasks: unfinished work is stashed, never committed as another's."""
+    try:
+        repo_set_aside(repo_ensure(task.project), f"yokeflow: unfinished work of {task.key} (session {session.pk})")
+    except YokeFlowError as exc:
+        task.last_error = f"{task.last_error}; could not set its work aside: {exc.message}".lstrip("; ")
+        task.save(update_fields=["last_error", "updated"])
 
 
 def acceptance_run(*, task: Task, workdir: Path) -> list[str]:
@@ -281,15 +299,26 @@ def session_continue(*, session: AgentSession, notes: str = "", by: str = "", fo
     if session.status == AgentSession.Status.RUNNING and not force and _lease_live(session):
         raise ConflictError(f"session {session.pk} is running on {session.lease_owner} and its heartbeat is "
                             f"recent; wait {settings.SESSION_LEASE_SECONDS} s or use force", code="session_leased")
+    busy = project_busy_with_other(session)
+    if busy:
+        raise ConflictError(f"task {busy} is running in this project's working copy; wait for it or cancel it",
+                            code="project_busy")
     checkpoint_turn = getattr(getattr(session, "checkpoint", None), "turn", 0)
     message = render("resume.md", turn=checkpoint_turn, by=by, notes=notes)
     with transaction.atomic():
         if session.status == AgentSession.Status.PAUSED:
-            session = session_transition(session=session, status=AgentSession.Status.QUEUED)
+            session = session_transition(session=session, status=AgentSession.Status.QUEUED, cancel_requested=False)
             _resume_task(session)
         job = "run_planning" if session.kind == SessionKind.PLANNING else "continue_coding"
         enqueue(f"apps.orchestration.jobs.{job}", session.pk, message, force)
     return session
+
+
+def project_busy_with_other(session: AgentSession) -> str | None:
+    others = Task.objects.filter(project_id=session.project_id, status__in=ACTIVE_TASKS)
+    if session.task_id:
+        others = others.exclude(pk=session.task_id)
+    return others.values_list("key", flat=True).first()
 
 
 def _lease_live(session: AgentSession) -> bool:

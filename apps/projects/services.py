@@ -73,6 +73,10 @@ def project_create(
     unknown = set(options) - EDITABLE_PROJECT_FIELDS
     if unknown:
         raise ValidationError(f"unknown project fields: {', '.join(sorted(unknown))}", code="invalid_fields")
+    if repo_path and not owner.is_staff:
+        # Agents read, write and commit in that repository: only staff may point a project at one on disk.
+        raise PermissionDeniedError("repo_path: only staff may use an existing repository; leave it empty and "
+                                    "YokeFlow creates one under PROJECTS_ROOT", code="repo_path_forbidden")
     slug = _slug_for(name, slug)
     project = Project(owner=owner, name=name.strip(), slug=slug, spec=spec, **options)
     project.repo_path = _checked_repo_path(repo_path) or str(Path(settings.PROJECTS_ROOT) / slug / "repo")

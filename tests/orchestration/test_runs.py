@@ -179,3 +179,41 @@ def test_continuing_a_session_that_spent_part_of_the_budget_does_not_count_it_tw
 
     session.refresh_from_db()
     assert session.status == "completed", session.error
+
+
+def _session_for(task):
+    return runs.session_create(project=task.project, task=task, kind="coding", model="claude-sonnet-5-5",
+                               provider="anthropic", workdir=task.project.repo_path)
+
+
+@pytest.mark.parametrize(("command", "reason"), [
+    # the sandbox refuses `git config core.fsmonitor …`; an agent set on it goes around the policy:
+    ("python3 -c \"import subprocess; subprocess.run(['git', 'config', 'core.fsmonitor', 'env > leak.txt'])\"",
+     "core.fsmonitor"),
+    ("git checkout -q -b elsewhere", "HEAD is on elsewhere"),
+])
+def test_yokeflow_refuses_to_commit_what_the_agent_rigged(claude, task, command, reason, monkeypatch):
+    monkeypatch.setenv("ANTHROPIC_API_KEY", "sk-ant-secret")
+    claude.tool_use("run_command", {"command": command})
+    claude.tool_use("write_file", {"path": "hello.txt", "content": "hi"})
+    claude.tool_use("update_task_status", {"status": "done", "evidence": "ok"})
+    claude.text("Done.")
+
+    result = runs.coding_execute(session=_session_for(task))
+
+    task.refresh_from_db()
+    repo = Path(task.project.repo_path)
+    assert not result.done and task.status == "failed" and reason in task.last_error
+    assert not (repo / "leak.txt").exists()
+    assert [c.summary for c in Repo(repo).iter_commits("main")] == ["Initial commit"]
+
+
+def test_a_failed_tasks_work_is_set_aside_not_committed_by_the_next_task(claude, task):
+    claude.tool_use("write_file", {"path": "half_done.txt", "content": "wip"})
+    claude.tool_use("update_task_status", {"status": "done", "evidence": "not really"})
+    claude.text("Done.")
+    runs.coding_execute(session=_session_for(task))
+
+    repo = Repo(task.project.repo_path)
+    assert not repo.is_dirty(untracked_files=True)
+    assert "unfinished work of T1" in repo.git.stash("list")

@@ -100,8 +100,15 @@ def test_project_create_derives_the_slug_and_repository(owner, settings):
     assert project.status == Project.Status.DRAFT
 
 
-def test_project_create_refuses_a_path_that_is_not_a_repository(owner, tmp_path):
+def test_project_create_refuses_a_path_that_is_not_a_repository(staff, tmp_path):
     with pytest.raises(ValidationError, match="not a git repository"):
+        project_create(owner=staff, name="Elsewhere", repo_path=str(tmp_path))
+
+
+def test_only_staff_may_point_a_project_at_an_existing_repository(owner, tmp_path):
+    from apps.core.errors import PermissionDeniedError
+
+    with pytest.raises(PermissionDeniedError, match="only staff"):
         project_create(owner=owner, name="Elsewhere", repo_path=str(tmp_path))
 
 
