@@ -9,7 +9,8 @@ from ninja import Router, Schema, Status
 from apps.agents.schemas import ContinueIn, SessionOut
 from apps.agents.selectors import session_get
 from apps.orchestration import runs
-from apps.projects.selectors import project_get
+from apps.projects.schemas import TaskOut
+from apps.projects.selectors import project_get, task_get
 
 router = Router(tags=["runs"])
 
@@ -37,3 +38,9 @@ def continue_session(request: HttpRequest, session_id: str, payload: ContinueIn)
     session = session_get(user=request.user, session_id=session_id, operate=True)
     by = request.user.get_username()
     return Status(202, runs.session_continue(session=session, notes=payload.notes, by=by, force=payload.force))
+
+
+@router.post("/projects/{project_id}/tasks/{task_id}/retry", response=TaskOut)
+def retry_task(request: HttpRequest, project_id: str, task_id: str):
+    project = project_get(user=request.user, project_id=project_id, operate=True)
+    return runs.task_retry(task=task_get(project, task_id))

@@ -16,7 +16,7 @@ from apps.core.errors import ConflictError
 from apps.orchestration import runs
 from apps.orchestration.repository import repo_commits, repo_ensure
 from apps.projects.models import Project, Task
-from apps.projects.selectors import project_find
+from apps.projects.selectors import project_find, task_get
 
 POLL_SECONDS = 0.5
 WORKER_HINT_AFTER = 15.0
@@ -51,6 +51,11 @@ def register(subparsers: Any) -> None:
     cont.add_argument("--force", action="store_true", help="take over even if its worker's heartbeat is recent")
     _mode_options(cont)
     cont.set_defaults(handler=_continue)
+
+    retry = subparsers.add_parser("retry", help="put a failed or cancelled task back in the queue")
+    retry.add_argument("project")
+    retry.add_argument("task", help="task key or id")
+    retry.set_defaults(handler=_retry)
 
     cancel = subparsers.add_parser("cancel", help="cancel a session (a running one stops at its next step)")
     cancel.add_argument("session", help="session id")
@@ -235,3 +240,9 @@ def _cancel(options: dict[str, Any], out: Any) -> None:
     session = session_request_cancel(session=agent_selectors.session_find(options["session"]))
     state = "cancelled" if session.status == "cancelled" else "asked to stop at its next step"
     out.write(f"session #{session.pk} {state}")
+
+
+def _retry(options: dict[str, Any], out: Any) -> None:
+    project = project_find(options["project"])
+    task = runs.task_retry(task=task_get(project, options["task"]))
+    out.write(f"task {task.key} is {task.status} again; start the run with `yokeflow run {project.slug}`")

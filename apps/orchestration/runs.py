@@ -123,6 +123,19 @@ def run_start(*, project: Project) -> Project:
     return project
 
 
+def task_retry(*, task: Task) -> Task:
+    """Put a failed or cancelled task back in the queue (its stashed work stays in `git stash list`)."""
+    if task.status not in (TaskStatus.FAILED, TaskStatus.CANCELLED):
+        raise ConflictError(f"task {task.key} is {task.status}; only failed or cancelled tasks are retried",
+                            code="not_retryable")
+    task = task_transition(task=task, to=TaskStatus.READY if task.status == TaskStatus.FAILED
+                           else TaskStatus.PENDING, error="")
+    tasks_refresh_ready(project=task.project)
+    if task.project.status == Project.Status.FAILED:
+        _set_status(task.project, Project.Status.PAUSED)
+    return task
+
+
 def _remaining_budget(project: Project) -> Decimal | None:
     if project.budget_usd is None:
         return None

@@ -217,3 +217,21 @@ def test_a_failed_tasks_work_is_set_aside_not_committed_by_the_next_task(claude,
     repo = Repo(task.project.repo_path)
     assert not repo.is_dirty(untracked_files=True)
     assert "unfinished work of T1" in repo.git.stash("list")
+
+
+def test_a_failed_task_can_be_retried_from_the_cli_and_the_api(claude, task, api_client, viewer):
+    from tests.projects.test_cli import refused, yokeflow
+
+    claude.tool_use("update_task_status", {"status": "done", "evidence": "not really"})
+    claude.text("Done.")
+    runs.coding_execute(session=_session_for(task))
+    project = task.project
+    assert "only failed or cancelled" in str(refused("retry", project.slug, "T2"))
+    assert api_client(viewer).post(f"/api/projects/{project.slug}/tasks/T1/retry").status_code == 403
+
+    assert "task T1 is ready again" in yokeflow("retry", project.slug, "T1")
+
+    project.refresh_from_db()
+    assert project.status == "paused"
+    again = api_client(project.owner).post(f"/api/projects/{project.slug}/tasks/T1/retry")
+    assert again.status_code == 409 and again.json()["error"] == "not_retryable"
