@@ -56,6 +56,7 @@ lint: venv
 
 bench: venv
 	$(PY) bench/graph.py
+	$(PY) bench/agent_loop.py
 
 clean:
 	rm -rf $(VENV) var .pytest_cache .ruff_cache .hypothesis
