@@ -12,12 +12,8 @@ from decimal import Decimal
 from django.db import models
 from django.db.models import Q
 
-from apps.core.models import BaseModel
+from apps.core.models import BaseModel, in_choices
 from apps.projects.models import Project, Task
-
-
-def _in_choices(field: str, choices: type[models.TextChoices]) -> Q:
-    return Q(**{f"{field}__in": choices.values})
 
 
 class SessionKind(models.TextChoices):
@@ -82,8 +78,8 @@ class AgentSession(BaseModel):
     class Meta:
         ordering = ["-created"]
         constraints = [
-            models.CheckConstraint(condition=_in_choices("status", SessionStatus), name="session_status_valid"),
-            models.CheckConstraint(condition=_in_choices("kind", SessionKind), name="session_kind_valid"),
+            models.CheckConstraint(condition=in_choices("status", SessionStatus), name="session_status_valid"),
+            models.CheckConstraint(condition=in_choices("kind", SessionKind), name="session_kind_valid"),
             models.CheckConstraint(
                 condition=Q(kind="planning") | Q(task__isnull=False), name="session_task_unless_planning"
             ),

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from django.conf import settings
 from django.db import models
+from django.db.models import Q
 
 
 class BaseModel(models.Model):
@@ -29,3 +30,8 @@ class ApiToken(BaseModel):
 
     def __str__(self) -> str:
         return f"{self.prefix}… ({self.user})"
+
+
+def in_choices(field: str, choices: type[models.TextChoices]) -> Q:
+    """A check-constraint condition: `field` holds one of `choices` (the database refuses anything else)."""
+    return Q(**{f"{field}__in": choices.values})

@@ -15,7 +15,7 @@ from django.core.validators import (
 from django.db import models
 from django.db.models import F, Q
 
-from apps.core.models import BaseModel
+from apps.core.models import BaseModel, in_choices
 
 SLUG_PATTERN = r"^[a-z0-9](?:[a-z0-9-]{0,61}[a-z0-9])?$"
 # Slugs become URL segments and directory names: refuse the ones that collide with routes or tools.
@@ -36,9 +36,6 @@ def validate_slug_not_reserved(value: str) -> None:
 no_nul = ProhibitNullCharactersValidator()
 key_validator = RegexValidator(KEY_PATTERN, "use letters, digits, '_', '.', '-' (max 64)")
 
-
-def _in_choices(field: str, choices: type[models.TextChoices]) -> Q:
-    return Q(**{f"{field}__in": choices.values})
 
 
 class Domain(models.TextChoices):
@@ -98,10 +95,10 @@ class Project(BaseModel):
     class Meta:
         ordering = ["name"]
         constraints = [
-            models.CheckConstraint(condition=_in_choices("status", ProjectStatus), name="project_status_valid"),
-            models.CheckConstraint(condition=_in_choices("strategy", RunStrategy), name="project_strategy_valid"),
+            models.CheckConstraint(condition=in_choices("status", ProjectStatus), name="project_status_valid"),
+            models.CheckConstraint(condition=in_choices("strategy", RunStrategy), name="project_strategy_valid"),
             models.CheckConstraint(
-                condition=_in_choices("merge_strategy", MergeStrategyChoice), name="project_merge_strategy_valid"
+                condition=in_choices("merge_strategy", MergeStrategyChoice), name="project_merge_strategy_valid"
             ),
             models.CheckConstraint(
                 condition=Q(max_concurrency__gte=1, max_concurrency__lte=64), name="project_concurrency_range"
@@ -129,7 +126,7 @@ class ProjectMembership(BaseModel):
     class Meta:
         constraints = [
             models.UniqueConstraint(fields=["project", "user"], name="membership_unique"),
-            models.CheckConstraint(condition=_in_choices("role", MembershipRole), name="membership_role_valid"),
+            models.CheckConstraint(condition=in_choices("role", MembershipRole), name="membership_role_valid"),
         ]
 
     def __str__(self) -> str:
@@ -159,7 +156,7 @@ class Epic(BaseModel):
         ordering = ["project", "position"]
         constraints = [
             models.UniqueConstraint(fields=["project", "key"], name="epic_key_unique_in_project"),
-            models.CheckConstraint(condition=_in_choices("status", EpicStatus), name="epic_status_valid"),
+            models.CheckConstraint(condition=in_choices("status", EpicStatus), name="epic_status_valid"),
         ]
 
     def __str__(self) -> str:
@@ -201,8 +198,8 @@ class Task(BaseModel):
         ordering = ["project", "position"]  # position is plan-wide, in epic order: no join needed
         constraints = [
             models.UniqueConstraint(fields=["project", "key"], name="task_key_unique_in_project"),
-            models.CheckConstraint(condition=_in_choices("status", TaskStatus), name="task_status_valid"),
-            models.CheckConstraint(condition=_in_choices("domain", Domain), name="task_domain_valid"),
+            models.CheckConstraint(condition=in_choices("status", TaskStatus), name="task_status_valid"),
+            models.CheckConstraint(condition=in_choices("domain", Domain), name="task_domain_valid"),
             models.CheckConstraint(
                 condition=Q(complexity__isnull=True) | Q(complexity__gte=1, complexity__lte=10),
                 name="task_complexity_range",
@@ -262,7 +259,7 @@ class TaskDependency(BaseModel):
         constraints = [
             models.UniqueConstraint(fields=["task", "depends_on"], name="dependency_unique"),
             models.CheckConstraint(condition=~Q(task=F("depends_on")), name="dependency_not_self"),
-            models.CheckConstraint(condition=_in_choices("kind", DependencyKind), name="dependency_kind_valid"),
+            models.CheckConstraint(condition=in_choices("kind", DependencyKind), name="dependency_kind_valid"),
         ]
         indexes = [models.Index(fields=["depends_on"], name="dependency_depends_on")]
 
@@ -289,7 +286,7 @@ class AcceptanceTest(BaseModel):
 
     class Meta:
         ordering = ["task", "position"]
-        constraints = [models.CheckConstraint(condition=_in_choices("result", TestResult), name="test_result_valid")]
+        constraints = [models.CheckConstraint(condition=in_choices("result", TestResult), name="test_result_valid")]
 
     def __str__(self) -> str:
         return self.description[:80]

@@ -201,14 +201,15 @@ class WorkerDied(BaseException):
     """Stands in for a killed worker: not an Exception, so the loop cannot tidy up after it."""
 
 
+def die_after_first_turn(event, state):
+    if event == "turn" and state.turn == 1:
+        raise WorkerDied
+
+
 def test_a_crashed_session_continues_from_its_checkpoint_with_gapless_events(claude, coding_session):
     claude.tool_use("write_file", {"path": "hello.txt", "content": "hi\n"})
     claude.tool_use("update_task_status", DONE)
     claude.text("Done.")
-
-    def die_after_first_turn(event, state):
-        if event == "turn" and state.turn == 1:
-            raise WorkerDied
 
     with pytest.raises(WorkerDied):
         coding_session_run(session=coding_session, hooks=[die_after_first_turn])
@@ -241,10 +242,6 @@ def test_a_live_lease_refuses_a_second_worker(claude, coding_session):
 def test_a_task_reported_done_before_a_crash_stays_reported_after_it(claude, coding_session):
     claude.tool_use("update_task_status", DONE)
     claude.text("Done.")
-
-    def die_after_first_turn(event, state):
-        if event == "turn" and state.turn == 1:
-            raise WorkerDied
 
     with pytest.raises(WorkerDied):
         coding_session_run(session=coding_session, hooks=[die_after_first_turn])

@@ -114,8 +114,7 @@ def test_a_git_hook_planted_by_the_agent_does_not_run_when_yokeflow_commits(clau
     claude.tool_use("write_file", {"path": "hello.txt", "content": "hi"})
     claude.tool_use("update_task_status", {"status": "done", "evidence": "ok"})
     claude.text("Done.")
-    session = runs.session_create(project=task.project, task=task, kind="coding", model="claude-sonnet-5-5",
-                                  provider="anthropic", workdir=task.project.repo_path)
+    session = _session_for(task)
 
     result = runs.coding_execute(session=session)
 
@@ -131,8 +130,7 @@ def test_an_acceptance_command_the_sandbox_refuses_fails_the_task_with_the_reaso
     claude.tool_use("write_file", {"path": "hello.txt", "content": "hi"})
     claude.tool_use("update_task_status", {"status": "done", "evidence": "ok"})
     claude.text("Done.")
-    session = runs.session_create(project=task.project, task=task, kind="coding", model="claude-sonnet-5-5",
-                                  provider="anthropic", workdir=task.project.repo_path)
+    session = _session_for(task)
 
     result = runs.coding_execute(session=session)
 
