@@ -53,34 +53,59 @@ UNSAFE_CONFIG = re.compile(
 )
 
 
-def _git_env(repo: Repo) -> dict[str, str]:
-    env = scrubbed_env(home=str(Path(repo.working_dir).parent / "home"))
+def _git_env() -> dict[str, str]:
+    # HOME points nowhere: git would read ~/.config/git/attributes from it, and the agent may write its home.
+    env = scrubbed_env(home=os.devnull)
     return env | {"GIT_CONFIG_NOSYSTEM": "1", "GIT_CONFIG_GLOBAL": os.devnull, "GIT_AUTHOR_NAME": AGENT.name,
                   "GIT_AUTHOR_EMAIL": AGENT.email, "GIT_COMMITTER_NAME": AGENT.name,
                   "GIT_COMMITTER_EMAIL": AGENT.email}
 
 
-def _git(repo: Repo, *args: str) -> str:
+def git_run(cwd: Path | str, *args: str) -> subprocess.CompletedProcess[str]:
+    """Run git safely (hooks and fsmonitor off, no secrets, a timeout) and keep the exit code."""
     try:
-        done = subprocess.run(["git", *SAFE_GIT, *args], cwd=repo.working_dir, env=_git_env(repo),
-                              capture_output=True, text=True, timeout=GIT_TIMEOUT, check=False)
+        return subprocess.run(["git", *SAFE_GIT, *args], cwd=cwd, env=_git_env(), capture_output=True,
+                              encoding="utf-8", errors="surrogateescape", timeout=GIT_TIMEOUT, check=False)
     except subprocess.TimeoutExpired:
         raise GitError(f"git {args[0]} took longer than {GIT_TIMEOUT} s", code="git_timeout") from None
+    except OSError as exc:
+        raise GitError(f"cannot run git {args[0]} in {cwd}: {exc}", code="git_failed") from None
+
+
+def git_failure(args: tuple[str, ...], done: subprocess.CompletedProcess[str]) -> GitError:
+    return GitError(f"git {args[0]} failed: {(done.stderr or done.stdout).strip()[:500]}", code="git_failed")
+
+
+def git_out(cwd: Path | str, *args: str) -> str:
+    """`git_run` that raises `GitError` on a non-zero exit and returns the output."""
+    done = git_run(cwd, *args)
     if done.returncode != 0:
-        raise GitError(f"git {args[0]} failed: {(done.stderr or done.stdout).strip()[:500]}", code="git_failed")
+        raise git_failure(args, done)
     return done.stdout
 
 
-def _check_safe(repo: Repo, branch: str) -> None:
-    config = _git(repo, "config", "--local", "--name-only", "--list").split()
-    unsafe = sorted({key for key in config if UNSAFE_CONFIG.match(key)})
+def check_config(cwd: Path | str) -> None:
+    """Refuse to work in a repository whose config names a program (a filter, merge driver, …).
+
+    Worktrees share the main repository's config, and an agent working in one may have written it; add, status,
+    checkout and merge would run such a program. The command-line scope is ours (SAFE_GIT), so it is skipped.
+    """
+    fields = git_out(cwd, "config", "--list", "--name-only", "--show-scope", "-z").split("\0")
+    keys = {key for scope, key in zip(fields[0::2], fields[1::2], strict=False) if scope != "command"}
+    unsafe = sorted(key for key in keys if UNSAFE_CONFIG.match(key))
     if unsafe:
-        raise GitError(f"refusing to commit: the working copy's git config sets {', '.join(unsafe)}, which would "
-                       "run a program", code="unsafe_git_config")
-    try:
-        head = _git(repo, "symbolic-ref", "--quiet", "--short", "HEAD").strip()
-    except GitError:
-        head = "a detached HEAD"
+        raise GitError(f"refusing to run git: the repository's config sets {', '.join(unsafe)}, which would run a "
+                       "program", code="unsafe_git_config")
+
+
+def current_branch(cwd: Path | str) -> str | None:
+    done = git_run(cwd, "symbolic-ref", "--quiet", "--short", "HEAD")
+    return done.stdout.strip() if done.returncode == 0 else None
+
+
+def _check_safe(cwd: str, branch: str) -> None:
+    check_config(cwd)
+    head = current_branch(cwd) or "a detached HEAD"
     if head != branch:
         raise GitError(f"refusing to commit: HEAD is on {head}, not {branch} (the agent must not switch branches)",
                        code="wrong_branch")
@@ -88,19 +113,20 @@ def _check_safe(repo: Repo, branch: str) -> None:
 
 def repo_commit_all(repo: Repo, message: str, *, branch: str) -> str | None:
     """Stage everything (the .gitignore keeps caches out) and commit on `branch`; None when nothing changed."""
-    _check_safe(repo, branch)
-    _git(repo, "add", "-A")
-    if not _git(repo, "diff", "--cached", "--name-only").strip():
+    cwd = repo.working_dir
+    _check_safe(cwd, branch)
+    git_out(cwd, "add", "-A")
+    if not git_out(cwd, "diff", "--cached", "--name-only").strip():
         return None
-    _git(repo, "commit", "--no-verify", "-q", "-m", message)
-    return _git(repo, "rev-parse", "HEAD").strip()
+    git_out(cwd, "commit", "--no-verify", "-q", "-m", message)
+    return git_out(cwd, "rev-parse", "HEAD").strip()
 
 
 def repo_set_aside(repo: Repo, message: str) -> bool:
     """Stash unfinished work (untracked files too) so the next task starts from a clean tree; kept for people."""
-    if not _git(repo, "status", "--porcelain").strip():
+    if not git_out(repo.working_dir, "status", "--porcelain").strip():
         return False
-    _git(repo, "stash", "push", "--include-untracked", "-m", message)
+    git_out(repo.working_dir, "stash", "push", "--include-untracked", "-m", message)
     return True
 
 

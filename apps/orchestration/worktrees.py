@@ -7,18 +7,18 @@ Layout: the main repository (a normal clone with a working tree) is `<root>/repo
 
 from __future__ import annotations
 
-import os
 import re
 import shutil
-import subprocess
 import unicodedata
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from apps.agents.sandbox import scrubbed_env
 from apps.core.errors import GitError, ValidationError
-from apps.orchestration import repository
-from apps.orchestration.repository import AGENT, SAFE_GIT, UNSAFE_CONFIG
+from apps.orchestration.repository import check_config as _check_config
+from apps.orchestration.repository import current_branch as _current_branch
+from apps.orchestration.repository import git_failure as _failure
+from apps.orchestration.repository import git_out as _git
+from apps.orchestration.repository import git_run as _run
 
 WORKTREES_DIR = "worktrees"
 BRANCH_MAX = 200
@@ -118,51 +118,6 @@ def worktree_path(repo_path: Path, branch: str) -> Path:
 # --------------------------------------------------------------------------------------------------
 
 
-def _env() -> dict[str, str]:
-    # HOME points nowhere: git would read ~/.config/git/attributes from it, and the agent may write its home.
-    env = scrubbed_env(home=os.devnull)
-    return env | {"GIT_CONFIG_NOSYSTEM": "1", "GIT_CONFIG_GLOBAL": os.devnull, "GIT_AUTHOR_NAME": AGENT.name,
-                  "GIT_AUTHOR_EMAIL": AGENT.email, "GIT_COMMITTER_NAME": AGENT.name,
-                  "GIT_COMMITTER_EMAIL": AGENT.email}
-
-
-def _run(cwd: Path, *args: str) -> subprocess.CompletedProcess[str]:
-    """Run git like repository._git does (hooks and fsmonitor off, no secrets, a timeout) but keep the exit code."""
-    try:
-        return subprocess.run(["git", *SAFE_GIT, *args], cwd=cwd, env=_env(), capture_output=True,
-                              encoding="utf-8", errors="surrogateescape", timeout=repository.GIT_TIMEOUT,
-                              check=False)
-    except subprocess.TimeoutExpired:
-        raise GitError(f"git {args[0]} took longer than {repository.GIT_TIMEOUT} s", code="git_timeout") from None
-    except OSError as exc:
-        raise GitError(f"cannot run git {args[0]} in {cwd}: {exc}", code="git_failed") from None
-
-
-def _git(cwd: Path, *args: str) -> str:
-    done = _run(cwd, *args)
-    if done.returncode != 0:
-        raise _failure(args, done)
-    return done.stdout
-
-
-def _failure(args: tuple[str, ...], done: subprocess.CompletedProcess[str]) -> GitError:
-    return GitError(f"git {args[0]} failed: {(done.stderr or done.stdout).strip()[:500]}", code="git_failed")
-
-
-def _check_config(cwd: Path) -> None:
-    """Refuse to work in a repository whose config names a program (a filter, merge driver, …).
-
-    Worktrees share the main repository's config, and an agent working in one may have written it; add, status,
-    checkout and merge would run such a program. The command-line scope is ours (SAFE_GIT), so it is skipped.
-    """
-    fields = _git(cwd, "config", "--list", "--name-only", "--show-scope", "-z").split("\0")
-    keys = {key for scope, key in zip(fields[0::2], fields[1::2], strict=False) if scope != "command"}
-    unsafe = sorted(key for key in keys if UNSAFE_CONFIG.match(key))
-    if unsafe:
-        raise GitError(f"refusing to run git: the repository's config sets {', '.join(unsafe)}, which would run a "
-                       "program", code="unsafe_git_config")
-
-
 def _check_branch_name(cwd: Path, branch: str) -> None:
     if _run(cwd, "check-ref-format", "--branch", branch).returncode != 0 or branch.startswith("-"):
         raise GitError(f"{branch!r} is not a valid branch name", code="invalid_branch")
@@ -180,11 +135,6 @@ def _branch_exists(cwd: Path, branch: str) -> bool:
 
 def _head(cwd: Path) -> str:
     return _git(cwd, "rev-parse", "HEAD").strip()
-
-
-def _current_branch(cwd: Path) -> str | None:
-    done = _run(cwd, "symbolic-ref", "--quiet", "--short", "HEAD")
-    return done.stdout.strip() if done.returncode == 0 else None
 
 
 def _is_clean(cwd: Path) -> bool:

@@ -10,7 +10,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from apps.core.errors import GitError, ValidationError
-from apps.orchestration import worktrees
+from apps.orchestration import repository, worktrees
 from apps.orchestration.worktrees import (
     WorktreeConflictError,
     branch_name,
@@ -242,7 +242,7 @@ def test_a_git_command_that_hangs_raises_git_timeout(repo, monkeypatch):
     def hang(*args, **kwargs):
         raise subprocess.TimeoutExpired(cmd="git", timeout=1)
 
-    monkeypatch.setattr(worktrees.subprocess, "run", hang)
+    monkeypatch.setattr(repository.subprocess, "run", hang)
     with pytest.raises(GitError) as caught:
         worktree_list(repo)
     assert caught.value.code == "git_timeout"
