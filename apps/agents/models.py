@@ -7,10 +7,13 @@ aggregates and forecasts from these rows.
 
 from __future__ import annotations
 
+from datetime import datetime, timedelta
 from decimal import Decimal
 
+from django.conf import settings
 from django.db import models
 from django.db.models import Q
+from django.utils import timezone
 
 from apps.core.models import BaseModel, in_choices
 from apps.projects.models import Project, Task
@@ -45,6 +48,11 @@ SESSION_TRANSITIONS: dict[str, frozenset[str]] = {
 }
 FINISHED_STATUSES = frozenset({S.COMPLETED, S.FAILED, S.CANCELLED})
 del S
+
+
+def lease_cutoff() -> datetime:
+    """Heartbeats older than this have expired: their session may be taken over by another worker."""
+    return timezone.now() - timedelta(seconds=settings.SESSION_LEASE_SECONDS)
 
 
 class AgentSession(BaseModel):
@@ -102,6 +110,10 @@ class AgentSession(BaseModel):
         if self.provider == "replay":
             return f"offline replay model (standing in for {self.model})"
         return self.model
+
+    @property
+    def lease_live(self) -> bool:
+        return self.heartbeat_at is not None and self.heartbeat_at >= lease_cutoff()
 
     @property
     def is_finished(self) -> bool:

@@ -25,9 +25,6 @@ class TokenUsage:
         """Every input token of the request, cached or not: what the long-prompt tier is decided on."""
         return self.input_tokens + self.cache_read_tokens + self.cache_write_tokens
 
-    def __add__(self, other: TokenUsage) -> TokenUsage:
-        return TokenUsage(*(getattr(self, f.name) + getattr(other, f.name) for f in fields(self)))
-
     @classmethod
     def from_dict(cls, data: dict | None) -> TokenUsage:
         """Read the Messages API's usage shape (also what replay scripts carry)."""

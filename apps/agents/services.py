@@ -5,7 +5,6 @@ from __future__ import annotations
 import os
 import socket
 from collections.abc import Iterable
-from datetime import timedelta
 from decimal import Decimal
 from typing import Any
 
@@ -23,6 +22,7 @@ from apps.agents.models import (
     SessionEvent,
     SessionKind,
     SessionStatus,
+    lease_cutoff,
 )
 from apps.agents.pricing import TokenUsage, cost_of, is_long_prompt, price_for
 from apps.core.errors import ConflictError, InvalidTransitionError, ValidationError
@@ -107,7 +107,7 @@ def session_claim(*, session: AgentSession, owner: str | None = None, force: boo
     ):
         session.refresh_from_db()
         return session
-    stale = Q(heartbeat_at__isnull=True) | Q(heartbeat_at__lt=now - timedelta(seconds=settings.SESSION_LEASE_SECONDS))
+    stale = Q(heartbeat_at__isnull=True) | Q(heartbeat_at__lt=lease_cutoff())
     running = AgentSession.objects.filter(pk=session.pk, status=Status.RUNNING)
     if (running if force else running.filter(stale)).update(**lease):
         session.refresh_from_db()
@@ -177,10 +177,6 @@ def events_append(*, session: AgentSession, events: Iterable[tuple[str, dict]]) 
         )
     session.last_seq = last
     return rows
-
-
-def event_append(*, session: AgentSession, type: str, payload: dict) -> SessionEvent:
-    return events_append(session=session, events=[(type, payload)])[0]
 
 
 def checkpoint_save(*, session: AgentSession, turn: int, messages: list[dict], step: dict) -> Checkpoint:

@@ -309,7 +309,7 @@ def session_continue(*, session: AgentSession, notes: str = "", by: str = "", fo
     if session.is_finished:
         raise ConflictError(f"session {session.pk} is {session.status}; a finished session cannot continue",
                             code="session_finished", recoverable=False)
-    if session.status == AgentSession.Status.RUNNING and not force and _lease_live(session):
+    if session.status == AgentSession.Status.RUNNING and not force and session.lease_live:
         raise ConflictError(f"session {session.pk} is running on {session.lease_owner} and its heartbeat is "
                             f"recent; wait {settings.SESSION_LEASE_SECONDS} s or use force", code="session_leased")
     busy = project_busy_with_other(session)
@@ -332,12 +332,6 @@ def project_busy_with_other(session: AgentSession) -> str | None:
     if session.task_id:
         others = others.exclude(pk=session.task_id)
     return others.values_list("key", flat=True).first()
-
-
-def _lease_live(session: AgentSession) -> bool:
-    if session.heartbeat_at is None:
-        return False
-    return (timezone.now() - session.heartbeat_at).total_seconds() < settings.SESSION_LEASE_SECONDS
 
 
 def _resume_task(session: AgentSession) -> None:

@@ -17,6 +17,11 @@ pytestmark = pytest.mark.django_db
 KVSTORE_SPEC = Path(__file__).resolve().parents[2] / "examples" / "kvstore" / "spec.md"
 
 
+def _session_for(task):
+    return runs.session_create(project=task.project, task=task, kind="coding", model="claude-sonnet-5-5",
+                               provider="anthropic", workdir=task.project.repo_path)
+
+
 @pytest.fixture
 def kvstore(settings, owner):
     settings.ANTHROPIC_API_KEY = None  # the offline replay model plays examples/kvstore/replay
@@ -51,8 +56,7 @@ def test_a_task_whose_acceptance_tests_fail_is_not_done_and_nothing_is_committed
     claude.text("Done.")
     project = task.project
     runs._set_status(project, "running")
-    session = runs.session_create(project=project, task=task, kind="coding", model="claude-sonnet-5-5",
-                                  provider="anthropic", workdir=project.repo_path)
+    session = _session_for(task)
 
     result = runs.coding_execute(session=session)
 
@@ -69,8 +73,7 @@ def test_a_paused_session_pauses_its_task_and_continues_with_the_notes(claude, t
     claude.tool_use("request_help", {"reason": "which file name?"})
     project = task.project
     runs._set_status(project, "running")
-    session = runs.session_create(project=project, task=task, kind="coding", model="claude-sonnet-5-5",
-                                  provider="anthropic", workdir=project.repo_path)
+    session = _session_for(task)
     runs.jobs_drain(lambda: runs.coding_execute(session=session))
     task.refresh_from_db()
     assert task.status == "paused" and "which file name" in task.last_error
@@ -146,8 +149,7 @@ def test_cancelling_a_paused_session_cancels_its_task_and_frees_the_run(claude, 
     claude.tool_use("request_help", {"reason": "stuck"})
     project = task.project
     runs._set_status(project, "running")
-    session = runs.session_create(project=project, task=task, kind="coding", model="claude-sonnet-5-5",
-                                  provider="anthropic", workdir=project.repo_path)
+    session = _session_for(task)
     runs.coding_execute(session=session)
     session.refresh_from_db()
 
@@ -166,8 +168,7 @@ def test_continuing_a_session_that_spent_part_of_the_budget_does_not_count_it_tw
     project.budget_usd = Decimal("1.00")
     project.save()
     claude.tool_use("request_help", {"reason": "stuck"}, usage={"input_tokens": 300_000})  # $0.60 on Sonnet
-    session = runs.session_create(project=project, task=task, kind="coding", model="claude-sonnet-5-5",
-                                  provider="anthropic", workdir=project.repo_path)
+    session = _session_for(task)
     runs.coding_execute(session=session)
     claude.tool_use("write_file", {"path": "hello.txt", "content": "hi"})
     claude.tool_use("update_task_status", {"status": "done", "evidence": "ok"})
@@ -177,11 +178,6 @@ def test_continuing_a_session_that_spent_part_of_the_budget_does_not_count_it_tw
 
     session.refresh_from_db()
     assert session.status == "completed", session.error
-
-
-def _session_for(task):
-    return runs.session_create(project=task.project, task=task, kind="coding", model="claude-sonnet-5-5",
-                               provider="anthropic", workdir=task.project.repo_path)
 
 
 @pytest.mark.parametrize(("command", "reason"), [
