@@ -124,6 +124,15 @@ AGENT_MAX_TURNS = envint("AGENT_MAX_TURNS", 60, minimum=1)
 AGENT_MAX_TOKENS = envint("AGENT_MAX_TOKENS", 8192, minimum=256)  # output tokens per model call
 COMMAND_TIMEOUT = envint("COMMAND_TIMEOUT", 120, minimum=1)  # seconds for one run_command / acceptance test
 SESSION_LEASE_SECONDS = envint("SESSION_LEASE_SECONDS", 60, minimum=5)
+# Parallel runs (apps/orchestration): retries, backpressure, worktree bootstrap and the repository lock.
+TASK_MAX_ATTEMPTS = envint("TASK_MAX_ATTEMPTS", 3, minimum=1)  # failed or lost attempts before a task pauses
+RUN_QUEUE_LIMIT = envint("RUN_QUEUE_LIMIT", 500, minimum=1)  # queued jobs beyond which new runs are refused
+REAPER_INTERVAL_MINUTES = envint("REAPER_INTERVAL_MINUTES", 1, minimum=1)
+SETUP_TIMEOUT = envint("SETUP_TIMEOUT", 600, minimum=1)  # seconds for a project's worktree setup command
+REPO_LOCK_TIMEOUT = envint("REPO_LOCK_TIMEOUT", 900, minimum=1)  # seconds to wait for another merge
+WORKTREE_PORT_START = envint("WORKTREE_PORT_START", 20000, minimum=1024)
+WORKTREE_PORT_END = envint("WORKTREE_PORT_END", 29999, minimum=1024)
+WORKTREE_PORT_COUNT = envint("WORKTREE_PORT_COUNT", 10, minimum=1)
 
 INSTALLED_APPS = [
     "django.contrib.admin",

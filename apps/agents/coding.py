@@ -45,12 +45,13 @@ def coding_brief(*, task: Task, workdir: Path, branch: str, expertise: str = "")
 
 def coding_session_run(
     *, session: AgentSession, branch: str = "main", expertise: str = "", env: dict[str, str] | None = None,
+    home: Path | None = None,
     provider: Provider | None = None, config: LoopConfig | None = None, guards: Sequence[Guard] = (),
     hooks: Sequence[Hook] = (), resume_message: str | None = None, force: bool = False,
 ) -> Outcome:
     task = Task.objects.select_related("project", "epic").get(pk=session.task_id)
     workdir = Path(session.workdir).resolve()
-    context = ToolContext(session=session, workdir=workdir, task=task, home=workdir.parent / "home",
+    context = ToolContext(session=session, workdir=workdir, task=task, home=home or workdir.parent / "home",
                           command_timeout=float(settings.COMMAND_TIMEOUT), env=dict(env or {}))
     return session_run(
         session=session, provider=provider or provider_for(project_slug=task.project.slug, script=task.key),

@@ -13,7 +13,9 @@ event; a crash in between leaves a checkpoint from which `session_run` continues
 
 from __future__ import annotations
 
+import logging
 import threading
+import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from decimal import Decimal
@@ -25,6 +27,7 @@ from django.conf import settings
 from apps.agents.models import AgentSession, Checkpoint, SessionStatus
 from apps.agents.prompts import render
 from apps.agents.providers import ModelReply, ModelRequest, Provider
+from apps.agents.sandbox import kill_commands
 from apps.agents.services import (
     call_record,
     checkpoint_save,
@@ -35,6 +38,8 @@ from apps.agents.services import (
 )
 from apps.agents.tools import Tool, ToolContext, tool_execute
 from apps.core.errors import ConflictError, ProviderError
+
+log = logging.getLogger(__name__)
 
 Status = SessionStatus
 
@@ -153,11 +158,15 @@ def _start(session: AgentSession, brief: Brief, resume_message: str | None) -> l
 
 
 class _Heartbeat:
-    """Renews the lease every third of its length while a long model call or command runs.
+    """Renews the lease every third of its length while a long model call or command runs, and watches for a
+    cancel request: when one arrives, the session's running commands are killed at once (the loop then stops at
+    its next check), so a cancel never waits for a long command.
 
-    Runs in a thread with its own database connection; it first waits a full interval, so short sessions (and
-    tests inside a transaction) never see it touch the database.
+    Runs in a thread with its own database connection; it first waits one poll interval, so short sessions (and
+    tests inside a transaction) rarely see it touch the database.
     """
+
+    POLL = 1.0  # seconds between cancel checks
 
     def __init__(self, session: AgentSession) -> None:
         self.session = session
@@ -174,9 +183,17 @@ class _Heartbeat:
         self.thread.join(timeout=self.interval)
 
     def _beat(self) -> None:
+        last_renewal = time.monotonic()
         try:
-            while not self.stopped.wait(self.interval):
-                session_heartbeat(session=self.session)
+            while not self.stopped.wait(self.POLL):
+                try:
+                    if AgentSession.objects.filter(pk=self.session.pk, cancel_requested=True).exists():
+                        kill_commands(self.session.pk)
+                    if time.monotonic() - last_renewal >= self.interval:
+                        session_heartbeat(session=self.session)
+                        last_renewal = time.monotonic()
+                except db.DatabaseError as exc:  # e.g. a locked SQLite file; the next poll tries again
+                    log.warning("heartbeat of session %s: %s", self.session.pk, exc)
         finally:
             db.connections.close_all()
 

@@ -559,6 +559,37 @@ def _kill_group(pgid: int) -> None:
         os.killpg(pgid, signal.SIGKILL)
 
 
+# Process groups of the commands running now, by owner (a session id): cancelling a session kills them from
+# another thread of the same worker, so a cancel does not wait for a long command to end.
+_running_groups: dict[object, set[int]] = {}
+_groups_lock = threading.Lock()
+
+
+def kill_commands(owner: object) -> int:
+    """Kill the process groups of every command `owner` is running now; returns how many were killed."""
+    with _groups_lock:
+        groups = list(_running_groups.get(owner, ()))
+    for pgid in groups:
+        _kill_group(pgid)
+    return len(groups)
+
+
+@contextlib.contextmanager
+def _tracked(owner: object | None, pgid: int):
+    if owner is None:
+        yield
+        return
+    with _groups_lock:
+        _running_groups.setdefault(owner, set()).add(pgid)
+    try:
+        yield
+    finally:
+        with _groups_lock:
+            _running_groups.get(owner, set()).discard(pgid)
+            if not _running_groups.get(owner):
+                _running_groups.pop(owner, None)
+
+
 def run_command(
     command: str,
     *,
@@ -567,6 +598,7 @@ def run_command(
     env: Mapping[str, str] | None = None,
     limits: Limits = Limits(),  # frozen, so sharing the default is safe
     max_output: int = 30_000,
+    owner: object | None = None,
 ) -> CommandResult:
     """Runs `command` with bash in `cwd`, confined as the module docstring describes.
 
@@ -598,7 +630,8 @@ def run_command(
     reader = threading.Thread(target=capture.drain, args=(proc.stdout,), name="sandbox-output", daemon=True)
     reader.start()
 
-    exited = _wait_for_exit(proc.pid, start + timeout)
+    with _tracked(owner, proc.pid):
+        exited = _wait_for_exit(proc.pid, start + timeout)
     # Timed out: stop everything. Exited: stop what it left running in the background (`server &`),
     # which would otherwise linger and keep the output pipe open.
     _kill_group(proc.pid)

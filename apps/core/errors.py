@@ -30,7 +30,7 @@ _STATUS: dict[Category, tuple[int, int]] = {
     Category.NOT_FOUND: (404, 66),  # EX_NOINPUT
     Category.CONFLICT: (409, 75),  # EX_TEMPFAIL: try again once the other party is done
     Category.DATABASE: (503, 74),  # EX_IOERR
-    Category.GIT: (500, 74),
+    Category.GIT: (409, 74),  # the repository's state refused the operation (dirty, wrong branch, timeout)
     Category.PROVIDER: (502, 69),  # EX_UNAVAILABLE
     Category.SANDBOX: (500, 71),  # EX_OSERR
     Category.BUDGET: (402, 75),

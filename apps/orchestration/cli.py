@@ -11,10 +11,10 @@ from django.db.models import Sum
 from apps.agents import selectors as agent_selectors
 from apps.agents.models import AgentSession
 from apps.agents.providers import provider_notice
-from apps.agents.services import session_request_cancel
-from apps.core.errors import ConflictError
-from apps.orchestration import runs
+from apps.core.errors import ConflictError, ValidationError
+from apps.orchestration import runs, scheduler, selectors
 from apps.orchestration.repository import repo_commits, repo_ensure
+from apps.orchestration.worktrees import worktrees_reconcile
 from apps.projects.models import Project, Task
 from apps.projects.selectors import project_find, task_get
 
@@ -28,8 +28,16 @@ def register(subparsers: Any) -> None:
     _mode_options(plan)
     plan.set_defaults(handler=_plan)
 
-    run = subparsers.add_parser("run", help="build a planned project, task by task, in dependency order")
+    run = subparsers.add_parser("run", help="build a planned project: ready tasks run in parallel worktrees up to "
+                                "the concurrency limit, each merged into main once verified")
     run.add_argument("project")
+    parallel = run.add_mutually_exclusive_group()
+    parallel.add_argument("--parallel", dest="parallel", action="store_true", default=None,
+                          help="run several agents at once (the project's max_concurrency)")
+    parallel.add_argument("--sequential", dest="parallel", action="store_false", help="one task at a time")
+    run.add_argument("--max-concurrency", type=int, metavar="N", help="agents at once (1-64; saved on the project)")
+    run.add_argument("--strategy", choices=["ready", "batch"],
+                     help="ready: start each task once its dependencies are done; batch: Kahn batches with a barrier")
     _mode_options(run)
     run.set_defaults(handler=_run)
 
@@ -57,9 +65,18 @@ def register(subparsers: Any) -> None:
     retry.add_argument("task", help="task key or id")
     retry.set_defaults(handler=_retry)
 
-    cancel = subparsers.add_parser("cancel", help="cancel a session (a running one stops at its next step)")
-    cancel.add_argument("session", help="session id")
+    cancel = subparsers.add_parser("cancel", help="cancel a project's run, or one session with --session (running "
+                                   "agents stop within a turn; their commands are killed)")
+    cancel.add_argument("project", nargs="?", help="project slug or id")
+    cancel.add_argument("--session", help="cancel only this session (id)")
     cancel.set_defaults(handler=_cancel)
+
+    worktrees = subparsers.add_parser("worktrees", help="list a project's worktrees (status, ports, conflicts)")
+    worktrees.add_argument("project")
+    worktrees.add_argument("--all", action="store_true", help="also merged and removed ones")
+    worktrees.add_argument("--reconcile", action="store_true",
+                           help="first bring the records in line with `git worktree list` and report differences")
+    worktrees.set_defaults(handler=_worktrees)
 
 
 def _mode_options(parser: Any) -> None:
@@ -88,8 +105,8 @@ def _progress(project: Project) -> str:
     total, done = tasks.count(), tasks.filter(status=Task.Status.DONE).count()
     width = 24
     filled = width * done // total if total else 0
-    current = project.sessions.filter(status="running").select_related("task").first()
-    doing = f" · {current.task.key if current.task_id else 'planning'} turn {current.turns}" if current else ""
+    running = project.sessions.filter(status="running").select_related("task").order_by("pk")
+    doing = "".join(f" · {s.task.key if s.task_id else 'planning'} turn {s.turns}" for s in running)
     spent = project.sessions.aggregate(i=Sum("input_tokens"), o=Sum("output_tokens"), c=Sum("cost_usd"))
     return (f"[{'#' * filled}{'-' * (width - filled)}] {done}/{total} done{doing} · tokens "
             f"{_tokens(spent['i'] or 0)} in / {_tokens(spent['o'] or 0)} out · ${spent['c'] or 0:.4f}")
@@ -147,12 +164,19 @@ def _report_planning(out: Any, session: AgentSession) -> None:
 def _run(options: dict[str, Any], out: Any) -> None:
     project = project_find(options["project"])
     out.write(provider_notice())
+
+    def start() -> Project:
+        return scheduler.run_start(project=project, parallel=options["parallel"], strategy=options["strategy"],
+                                   max_concurrency=options["max_concurrency"])
+
     if options["sync"]:
-        out.write("running in this process (--sync): no worker involved")
-        runs.jobs_drain(lambda: runs.run_start(project=project), lambda _job: out.write(_progress(project)))
+        out.write("running in this process (--sync): no worker involved, one task at a time")
+        runs.jobs_drain(start, lambda _job: out.write(_progress(project)))
     else:
-        runs.run_start(project=project)
-        out.write(f"run of {project.slug} queued for the workers")
+        started = start()
+        limit = started.max_concurrency if started.parallel_enabled else 1
+        out.write(f"run of {project.slug} queued for the workers: up to {limit} agents at once, "
+                  f"{started.strategy} strategy")
         if not options["wait"]:
             return
         _follow(out, lambda: _project_status(project) != Project.Status.RUNNING, lambda: _progress(project))
@@ -237,9 +261,36 @@ def _continue(options: dict[str, Any], out: Any) -> None:
 
 
 def _cancel(options: dict[str, Any], out: Any) -> None:
-    session = session_request_cancel(session=agent_selectors.session_find(options["session"]))
-    state = "cancelled" if session.status == "cancelled" else "asked to stop at its next step"
-    out.write(f"session #{session.pk} {state}")
+    if options["session"]:
+        session = scheduler.session_kill(session=agent_selectors.session_find(options["session"]))
+        state = "cancelled" if session.status == "cancelled" else "asked to stop (its commands are killed)"
+        out.write(f"session #{session.pk} {state}")
+        return
+    if not options["project"]:
+        raise ValidationError("give a project, or --session ID", code="missing_argument")
+    project = project_find(options["project"])
+    counts = scheduler.run_cancel(project=project)
+    summary = ", ".join(f"{n} {status}" for status, n in sorted(counts.items())) or "no open sessions"
+    out.write(f"run of {project.slug} cancelled ({summary}); start it again with `yokeflow run {project.slug}`")
+
+
+def _worktrees(options: dict[str, Any], out: Any) -> None:
+    project = project_find(options["project"])
+    if options["reconcile"]:
+        report = worktrees_reconcile(project=project)
+        out.write(f"reconciled: pruned {report.pruned or 'nothing'}; records without a worktree "
+                  f"{report.missing or 'none'}; worktrees without a record {report.unknown or 'none'}")
+    rows = list(selectors.worktrees_list(project=project, live_only=not options["all"]))
+    if not rows:
+        out.write(f"{project.slug} has no {'' if options['all'] else 'live '}worktrees")
+    for row in rows:
+        ports = f"ports {row.ports.start}-{row.ports.stop - 1}" if row.port_base else "no ports"
+        git = selectors.worktree_detail(row).git or {}
+        state = (f" · {git['ahead']} ahead, {git['behind']} behind{', dirty' if git['dirty'] else ''}"
+                 if "ahead" in git else "")
+        out.write(f"{row.branch:<40} {row.status:<9} epic {row.epic.key:<6} {ports}{state}")
+        if row.conflict_files:
+            out.write(f"    conflicts: {', '.join(row.conflict_files)}")
 
 
 def _retry(options: dict[str, Any], out: Any) -> None:

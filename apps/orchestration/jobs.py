@@ -3,19 +3,25 @@
 from __future__ import annotations
 
 from apps.agents.models import AgentSession
-from apps.orchestration import runs
-from apps.projects.models import Project
+from apps.orchestration import runs, scheduler
 
 
-def run_step(project_id: int) -> None:
-    runs.run_step(project=Project.objects.get(pk=project_id))
+def run_task(session_id: int) -> None:
+    """A claimed task's session: worktree, agent, verification, merge; then the next claims."""
+    scheduler.task_session_execute(session=_session(session_id))
+
+
+def continue_task(session_id: int, resume_message: str | None = None, force: bool = False) -> None:
+    scheduler.task_session_execute(session=_session(session_id), resume_message=resume_message, force=force)
 
 
 def run_planning(session_id: int, resume_message: str | None = None, force: bool = False) -> None:
-    session = AgentSession.objects.select_related("project").get(pk=session_id)
-    runs.planning_execute(session=session, resume_message=resume_message, force=force)
+    runs.planning_execute(session=_session(session_id), resume_message=resume_message, force=force)
 
 
-def continue_coding(session_id: int, resume_message: str | None = None, force: bool = False) -> None:
-    session = AgentSession.objects.select_related("project").get(pk=session_id)
-    runs.coding_execute(session=session, resume_message=resume_message, force=force)
+def reap() -> dict:
+    return scheduler.reap()
+
+
+def _session(session_id: int) -> AgentSession:
+    return AgentSession.objects.select_related("project", "task").get(pk=session_id)

@@ -103,32 +103,5 @@ def current_branch(cwd: Path | str) -> str | None:
     return done.stdout.strip() if done.returncode == 0 else None
 
 
-def _check_safe(cwd: str, branch: str) -> None:
-    check_config(cwd)
-    head = current_branch(cwd) or "a detached HEAD"
-    if head != branch:
-        raise GitError(f"refusing to commit: HEAD is on {head}, not {branch} (the agent must not switch branches)",
-                       code="wrong_branch")
-
-
-def repo_commit_all(repo: Repo, message: str, *, branch: str) -> str | None:
-    """Stage everything (the .gitignore keeps caches out) and commit on `branch`; None when nothing changed."""
-    cwd = repo.working_dir
-    _check_safe(cwd, branch)
-    git_out(cwd, "add", "-A")
-    if not git_out(cwd, "diff", "--cached", "--name-only").strip():
-        return None
-    git_out(cwd, "commit", "--no-verify", "-q", "-m", message)
-    return git_out(cwd, "rev-parse", "HEAD").strip()
-
-
-def repo_set_aside(repo: Repo, message: str) -> bool:
-    """Stash unfinished work (untracked files too) so the next task starts from a clean tree; kept for people."""
-    if not git_out(repo.working_dir, "status", "--porcelain").strip():
-        return False
-    git_out(repo.working_dir, "stash", "push", "--include-untracked", "-m", message)
-    return True
-
-
 def repo_commits(repo: Repo, limit: int = 50) -> list[git.Commit]:
     return list(repo.iter_commits(max_count=limit))

@@ -68,6 +68,10 @@ class MergeStrategyChoice(models.TextChoices):
     SQUASH = "squash"
 
 
+def default_env_files() -> list[str]:
+    return [".env", ".env.*"]
+
+
 class Project(BaseModel):
     Status = ProjectStatus
     Strategy = RunStrategy
@@ -91,6 +95,14 @@ class Project(BaseModel):
     merge_strategy = models.CharField(max_length=8, choices=MergeStrategy.choices, default=MergeStrategy.MERGE)
     budget_usd = models.DecimalField(max_digits=10, decimal_places=2, null=True, blank=True)
     model_overrides = models.JSONField(default=dict, blank=True)
+    # Worktree bootstrap: what every fresh worktree gets before its agent starts.
+    env_files = models.JSONField(
+        default=default_env_files, blank=True,
+        help_text="Glob patterns of untracked files (e.g. .env) copied from the repository into each worktree.",
+    )
+    setup_command = models.TextField(
+        blank=True, validators=[no_nul], help_text="Run in each new worktree before its agent starts, e.g. `npm ci`."
+    )
 
     class Meta:
         ordering = ["name"]
@@ -193,6 +205,7 @@ class Task(BaseModel):
     started_at = models.DateTimeField(null=True, blank=True)
     completed_at = models.DateTimeField(null=True, blank=True)
     last_error = models.TextField(blank=True)
+    attempts = models.PositiveSmallIntegerField(default=0, help_text="Failed or lost attempts so far.")
 
     class Meta:
         ordering = ["project", "position"]  # position is plan-wide, in epic order: no join needed

@@ -24,6 +24,9 @@ class ProjectSettingsIn(Schema):
     merge_strategy: MergeStrategyChoice | None = None
     budget_usd: Decimal | None = Field(default=None, ge=0, max_digits=10, decimal_places=2)
     model_overrides: dict[Text, Text] | None = None
+    env_files: list[Annotated[Text, StringConstraints(min_length=1, max_length=200)]] | None = Field(
+        default=None, max_length=20)
+    setup_command: Annotated[Text, StringConstraints(max_length=4000)] | None = None
 
 
 class ProjectIn(ProjectSettingsIn):
@@ -52,6 +55,8 @@ class ProjectOut(Schema):
     merge_strategy: str
     budget_usd: Decimal | None
     model_overrides: dict
+    env_files: list[str]
+    setup_command: str
     created: datetime
     updated: datetime
 

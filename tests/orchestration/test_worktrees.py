@@ -11,7 +11,7 @@ from hypothesis import strategies as st
 
 from apps.core.errors import GitError, ValidationError
 from apps.orchestration import repository, worktrees
-from apps.orchestration.worktrees import (
+from apps.orchestration.worktrees.gitops import (
     WorktreeConflictError,
     branch_name,
     conflicts,

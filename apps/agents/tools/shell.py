@@ -28,7 +28,7 @@ def run_command(context: ToolContext, args: CommandInput) -> str:
         context.home.mkdir(parents=True, exist_ok=True)
     result = sandbox_run(
         args.command, cwd=context.workdir, timeout=float(args.timeout_seconds or context.command_timeout),
-        env=command_env(context),
+        env=command_env(context), owner=getattr(context.session, "pk", None),
     )
     return result.as_text()
 

@@ -1,5 +1,5 @@
 """Git worktrees for parallel work: one branch and one working directory per unit of work, merged back into the
-project's default branch. This is the git layer only; the `Worktree` model keeps the records and calls it.
+project's default branch. This is the git layer only; the package (`__init__`) keeps the `Worktree` records.
 
 Layout: the main repository (a normal clone with a working tree) is `<root>/repo`; worktrees live in
 `<root>/worktrees/<branch with "/" -> "__">`.
@@ -13,7 +13,7 @@ import unicodedata
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from apps.core.errors import GitError, ValidationError
+from apps.core.errors import Category, GitError, ValidationError
 from apps.orchestration.repository import check_config as _check_config
 from apps.orchestration.repository import current_branch as _current_branch
 from apps.orchestration.repository import git_failure as _failure
@@ -31,6 +31,7 @@ _RESERVED = frozenset({"con", "prn", "aux", "nul", *(f"com{n}" for n in range(1,
 class WorktreeConflictError(GitError):
     """Merging would conflict; nothing was changed. `files` are the conflicted paths."""
 
+    category = Category.CONFLICT  # a person decides (409), not a server fault
     code = "merge_conflict"
     recoverable = True
 
