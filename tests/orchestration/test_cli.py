@@ -27,7 +27,7 @@ def test_plan_and_run_in_this_process_build_the_example(kvstore):
     ran = yokeflow("run", kvstore, "--sync")
 
     assert "no worker involved" in ran and "[########################] 6/6 done" in ran
-    assert "kvstore: completed · 6/6 tasks done · 7 commits · 7 sessions" in ran
+    assert "kvstore: completed · 6/6 tasks done · 13 commits · 7 sessions" in ran
     assert "estimate: the offline replay model charges nothing" in ran
 
 
@@ -53,7 +53,7 @@ def test_commands_refuse_bad_input_with_one_line(kvstore):
     session = AgentSession.objects.get()
     error = refused("continue", str(session.pk))
     assert "finished session cannot continue" in str(error) and error.returncode != 0
-    assert "nothing to cancel" in str(refused("cancel", str(session.pk)))
+    assert "nothing to cancel" in str(refused("cancel", "--session", str(session.pk)))
 
 
 def test_a_queued_session_is_cancelled_at_once(kvstore):

@@ -7,11 +7,13 @@
 The turn played is the number of assistant messages already in the conversation, so a session resumed from a
 checkpoint, or one that was re-asked, goes on with the next scripted turn. The tool calls are real: the loop
 executes them like Claude's. Usage comes from the script; costs are recorded as simulated (nothing is charged).
+A turn's optional `delay_seconds` makes the answer take that long (simulated durations for benchmarks).
 """
 
 from __future__ import annotations
 
 import json
+import time
 from pathlib import Path
 from typing import Literal
 
@@ -27,6 +29,8 @@ class ReplayTurn(pydantic.BaseModel):
     content: list[dict] = pydantic.Field(min_length=1)
     usage: dict[str, int | dict[str, int]] = pydantic.Field(default_factory=dict)
     stop_reason: Literal["end_turn", "tool_use", "max_tokens", "refusal"] | None = None
+    # Seconds the "model" takes to answer: simulated agent durations for benchmarks and concurrency tests.
+    delay_seconds: float = pydantic.Field(default=0.0, ge=0, le=3600)
 
 
 class ReplayScript(pydantic.BaseModel):
@@ -85,6 +89,8 @@ class ReplayProvider:
                 code="replay_exhausted", recoverable=False,
             )
         turn = turns[index]
+        if turn.delay_seconds:
+            time.sleep(turn.delay_seconds)
         content = _normalise(turn, index)
         has_tools = any(block.get("type") == "tool_use" for block in content)
         return ModelReply(
