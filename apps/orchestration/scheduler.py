@@ -249,6 +249,9 @@ def task_session_execute(*, session: AgentSession, resume_message: str | None = 
         _fail_before_start(session, task, exc)
         schedule(project_id=project.pk)
         return
+    if session.workdir != worktree.path:  # e.g. a session made by hand: the agent works where the merge looks
+        AgentSession.objects.filter(pk=session.pk).update(workdir=worktree.path)
+        session.workdir = worktree.path
     outcome = _run_session(session, task, worktree, resume_message, force)
     if outcome is not None:
         task.refresh_from_db()

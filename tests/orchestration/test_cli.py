@@ -60,7 +60,7 @@ def test_a_queued_session_is_cancelled_at_once(kvstore):
     yokeflow("plan", kvstore)  # queued for the workers; nobody runs it here
     session = AgentSession.objects.get()
     assert session.status == "queued"
-    assert f"session #{session.pk} cancelled" in yokeflow("cancel", str(session.pk))
+    assert f"session #{session.pk} cancelled" in yokeflow("cancel", "--session", str(session.pk))
     session.refresh_from_db()
     assert session.status == "cancelled" and session.ended_at is not None
 

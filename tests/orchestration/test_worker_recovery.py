@@ -60,7 +60,7 @@ def test_a_killed_workers_session_continues_on_a_new_worker_with_gapless_events(
 
     first = _start_worker(claude, log)
     try:
-        async_task("apps.orchestration.jobs.continue_coding", session.pk)
+        async_task("apps.orchestration.jobs.continue_task", session.pk)
         _wait_for(lambda: len(claude.requests) >= 2, "the second model call", log)
     finally:
         _kill(first)
@@ -83,7 +83,7 @@ def test_a_killed_workers_session_continues_on_a_new_worker_with_gapless_events(
     assert resume.seq == events_before + 1 and "carry on" in resume.payload["text"]
     session.task.refresh_from_db()
     assert session.task.status == "done"
-    assert Repo(session.workdir).head.commit.summary.startswith("T1:")
+    assert Repo(session.project.repo_path).head.commit.summary.startswith("Merge T1")
 
 
 def test_a_long_command_keeps_the_sessions_lease(claude, coding_session, settings):

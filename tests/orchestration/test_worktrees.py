@@ -10,7 +10,8 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from apps.core.errors import GitError, ValidationError
-from apps.orchestration import repository, worktrees
+from apps.orchestration import repository
+from apps.orchestration.worktrees import gitops as worktrees
 from apps.orchestration.worktrees.gitops import (
     WorktreeConflictError,
     branch_name,
