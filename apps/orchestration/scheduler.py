@@ -226,9 +226,8 @@ def _run_finished(project: Project) -> None:
 def project_kick(*, project: Project) -> None:
     """After a person unblocked something (resolved a conflict, continued a session): run on if the run stopped."""
     project.refresh_from_db()
-    if project.status in (Project.Status.PAUSED, Project.Status.FAILED) and project.tasks.exclude(
-            status__in=(TaskStatus.DONE, TaskStatus.CANCELLED)).exists():
-        set_project_status(project, Project.Status.RUNNING)
+    if project.status in (Project.Status.PAUSED, Project.Status.FAILED):
+        set_project_status(project, Project.Status.RUNNING)  # the scheduler finishes it if nothing is left
     schedule(project_id=project.pk)
 
 
