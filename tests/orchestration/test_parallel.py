@@ -267,7 +267,7 @@ def test_a_sequential_run_works_one_task_at_a_time(replay_project):
 
 
 @pytest.mark.postgres
-@pytest.mark.django_db(transaction=True)
+@pytest.mark.django_db(transaction=True, serialized_rollback=True)
 def test_twenty_concurrent_completions_complete_their_epic_exactly_once(owner):
     from apps.projects.plan import plan_import
     from apps.projects.services import project_create
@@ -299,7 +299,7 @@ def test_twenty_concurrent_completions_complete_their_epic_exactly_once(owner):
 
 
 @pytest.mark.postgres
-@pytest.mark.django_db(transaction=True)
+@pytest.mark.django_db(transaction=True, serialized_rollback=True)
 def test_cancelling_a_run_kills_a_running_command_within_seconds(claude, task):
     task.project.tasks.exclude(pk=task.pk).update(status="cancelled")
     claude.tool_use("run_command", {"command": "sleep 120", "timeout_seconds": 600})

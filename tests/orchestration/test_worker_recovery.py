@@ -2,52 +2,23 @@
 
 from __future__ import annotations
 
-import contextlib
-import os
-import signal
-import subprocess
-import sys
 import time
 from pathlib import Path
 
 import pytest
-from django.conf import settings
 from django.db import connection
 from django_q.tasks import async_task
 from git import Repo
 
 from apps.orchestration import runs
+from tests.orchestration.cluster import kill, start_cluster, wait_for
 
-BASE_DIR = Path(__file__).resolve().parents[2]
 pytestmark = [pytest.mark.postgres, pytest.mark.django_db(transaction=True, serialized_rollback=True)]
 
 
-def _database_url() -> str:
-    db = connection.settings_dict
-    return f"postgres://{db['USER']}@{db['HOST'] or '127.0.0.1'}:{db['PORT'] or 5432}/{db['NAME']}"
-
-
-def _start_worker(fake, log: Path) -> subprocess.Popen:
-    env = {**os.environ, "DJANGO_SETTINGS_MODULE": "yokeflow.settings", "DEBUG": "1", "SECRET_KEY": settings.SECRET_KEY,
-           "DATABASE_URL": _database_url(), "PROJECTS_ROOT": str(settings.PROJECTS_ROOT),
-           "ANTHROPIC_API_KEY": "test-key", "ANTHROPIC_BASE_URL": fake.base_url, "ANTHROPIC_MAX_RETRIES": "0",
-           "Q_WORKERS": "1", "SESSION_LEASE_SECONDS": "5"}
-    return subprocess.Popen([sys.executable, "manage.py", "qcluster"], cwd=BASE_DIR, env=env,
-                            stdout=log.open("ab"), stderr=subprocess.STDOUT, start_new_session=True)
-
-
-def _kill(worker: subprocess.Popen) -> None:
-    with contextlib.suppress(ProcessLookupError):
-        os.killpg(worker.pid, signal.SIGKILL)
-    worker.wait(timeout=10)
-
-
-def _wait_for(condition, what: str, log: Path, timeout: float = 60) -> None:
-    deadline = time.monotonic() + timeout
-    while not condition():
-        if time.monotonic() > deadline:
-            pytest.fail(f"timed out waiting for {what}; worker log:\n{log.read_text()[-3000:]}")
-        time.sleep(0.2)
+def _start_worker(fake, log: Path):
+    return start_cluster(log, ANTHROPIC_API_KEY="test-key", ANTHROPIC_BASE_URL=fake.base_url,
+                         ANTHROPIC_MAX_RETRIES="0")
 
 
 def test_a_killed_workers_session_continues_on_a_new_worker_with_gapless_events(claude, coding_session, tmp_path):
@@ -61,9 +32,9 @@ def test_a_killed_workers_session_continues_on_a_new_worker_with_gapless_events(
     first = _start_worker(claude, log)
     try:
         async_task("apps.orchestration.jobs.continue_task", session.pk)
-        _wait_for(lambda: len(claude.requests) >= 2, "the second model call", log)
+        wait_for(lambda: len(claude.requests) >= 2, "the second model call", log)
     finally:
-        _kill(first)
+        kill(first)
     session.refresh_from_db()
     assert session.status == "running" and session.turns == 1
     events_before = session.last_seq
@@ -71,9 +42,11 @@ def test_a_killed_workers_session_continues_on_a_new_worker_with_gapless_events(
     second = _start_worker(claude, log)
     try:
         runs.session_continue(session=session, notes="the worker died; carry on", by="test", force=True)
-        _wait_for(lambda: session.refresh_from_db() or session.is_finished, "the session to finish", log)
+        wait_for(lambda: session.refresh_from_db() or session.is_finished, "the session to finish", log)
+        task = session.task
+        wait_for(lambda: task.refresh_from_db() or task.status not in ("running", "merging"), "the merge", log)
     finally:
-        _kill(second)
+        kill(second)
 
     session.refresh_from_db()
     assert session.status == "completed" and session.attempts == 2, session.error
