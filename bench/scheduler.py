@@ -24,6 +24,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import logging
 import math
 import os
 import random
@@ -179,6 +180,7 @@ def django_setup(database_url: str, work: Path, workers: int) -> None:
 
     django.setup()
     call_command("migrate", verbosity=0)
+    logging.getLogger("django-q").setLevel(logging.WARNING)  # one "Enqueued" line per job would drown the figures
 
 
 # ------------------------------------------------------------------------------------------------ the cluster
@@ -235,6 +237,7 @@ class Result:
     loop_extra_s: list[float] = field(default_factory=list)  # session time beyond the simulated duration
     settle_s: list[float] = field(default_factory=list)  # agent ended → task done (commit, merge, cleanup)
     extra_sessions: int = 0
+    failed_jobs: int = 0  # django-q2 jobs that raised (their tracebacks are in the worker log)
     problems: list[str] = field(default_factory=list)
 
     @property
@@ -260,6 +263,8 @@ def wait_finished(project_id: int, total: int, timeout: float) -> bool:
 
 
 def run_strategy(owner, dag: Dag, strategy: str, args: argparse.Namespace, work: Path) -> Result:
+    from django.utils import timezone
+
     from apps.orchestration.scheduler import run_start
     from apps.projects.plan import plan_import
     from apps.projects.services import project_create
@@ -270,6 +275,7 @@ def run_strategy(owner, dag: Dag, strategy: str, args: argparse.Namespace, work:
     write_scripts(dag, work / "replay", slug)
     log = work / f"qcluster-{strategy}.log"
     cluster = cluster_start(log)
+    since = timezone.now()
     try:
         began = time.monotonic()
         run_start(project=project, parallel=True, max_concurrency=args.concurrency, strategy=strategy)
@@ -279,6 +285,7 @@ def run_strategy(owner, dag: Dag, strategy: str, args: argparse.Namespace, work:
         cluster_stop(cluster)
     result = measure(project.pk, dag, strategy, args.concurrency)
     result.wall = wall
+    result.failed_jobs = failed_jobs(since, result)
     if not finished:
         result.problems.append(f"timed out after {args.timeout:.0f} s")
     if result.problems or result.done < result.tasks:
@@ -335,6 +342,18 @@ def _measure_task(result: Result, dag: Dag, key: str, tasks: dict, sessions: lis
         result.pickup_ms.append(_seconds(first.started_at, task.started_at) * 1000)
 
 
+def failed_jobs(since: datetime, result: Result) -> int:
+    """Jobs that raised: each one is a task whose job ended without scheduling on (the run may then stall
+    until the reaper's next round), so they are reported even when every task ends done."""
+    from django_q.models import Failure
+
+    failures = list(Failure.objects.filter(stopped__gte=since).order_by("stopped"))
+    for job in failures[:3]:
+        last_line = str(job.result).strip().splitlines()[-1:] or [""]
+        result.problems.append(f"job {job.func}{job.args} failed: {last_line[0][:300]}")
+    return len(failures)
+
+
 def percentile(values: list[float], q: float) -> float:
     """Nearest-rank percentile (works for tiny samples, unlike statistics.quantiles)."""
     if not values:
@@ -361,7 +380,8 @@ def print_table(results: list[Result]) -> None:
 
 
 def print_breakdown(r: Result) -> None:
-    print(f"{r.strategy}: status {r.status}, wall {r.wall:.1f} s, {r.extra_sessions} retried sessions; dispatch = "
+    print(f"{r.strategy}: status {r.status}, wall {r.wall:.1f} s, {r.extra_sessions} retried sessions, "
+          f"{r.failed_jobs} failed jobs; dispatch = "
           f"wait for a claim p50 {percentile(r.claim_wait_ms, 50):.0f} / p95 {percentile(r.claim_wait_ms, 95):.0f} ms"
           f" + claim → agent start p50 {percentile(r.pickup_ms, 50):.0f} / p95 {percentile(r.pickup_ms, 95):.0f} ms")
     print(f"{' ' * len(r.strategy)}  per task: agent loop beyond the simulated duration mean {mean(r.loop_extra_s):.2f}"

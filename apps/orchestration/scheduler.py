@@ -65,11 +65,11 @@ def run_start(*, project: Project, parallel: bool | None = None, max_concurrency
               strategy: str | None = None) -> Project:
     """Start (or restart) the run: settings applied, worktrees reconciled, batches planned, first claims queued."""
     _check_startable(project)
+    queue_check()  # before anything changes: a refused start leaves the project as it was
     options = {"parallel_enabled": parallel, "max_concurrency": max_concurrency, "strategy": strategy}
     options = {name: value for name, value in options.items() if value is not None}
     if options:
         project = project_update(project=project, **options)
-    queue_check()
     repo_ensure(project)
     worktrees_reconcile(project=project)
     with transaction.atomic():
@@ -164,6 +164,8 @@ def _schedule_locked(project: Project) -> list[AgentSession]:
     limit = project.max_concurrency if project.parallel_enabled else 1
     free = limit - project.tasks.filter(status=TaskStatus.RUNNING).count()
     sessions = [_start_session(task, project) for task in _claim(project, free)] if free > 0 else []
+    if sessions:
+        batches_refresh(project=project)  # a batch starts when its first task is claimed
     if not sessions and not project.tasks.filter(status__in=ACTIVE_TASKS).exists():
         _run_finished(project)
     return sessions

@@ -124,7 +124,7 @@ def task_check_transition(current: str, target: str) -> None:
         raise InvalidTransitionError(f"a task cannot go from {current} to {target}; allowed: {allowed}")
 
 
-def task_transition(*, task: Task, to: str, error: str = "") -> Task:
+def task_transition(*, task: Task, to: str, error: str | None = None) -> Task:
     """Move `task` to status `to` if the table allows it and nobody moved it meanwhile.
 
     The update is conditional on the status we read, so two workers racing for the same move cannot
@@ -137,8 +137,8 @@ def task_transition(*, task: Task, to: str, error: str = "") -> Task:
         changes["started_at"] = now
     if to == Task.Status.DONE:
         changes["completed_at"] = now
-    if error or to == Task.Status.FAILED:
-        changes["last_error"] = error
+    if error is not None or to == Task.Status.FAILED:  # error="" clears the last one
+        changes["last_error"] = error or ""
     if Task.objects.filter(pk=task.pk, status=task.status).update(**changes) != 1:
         raise ConflictError(f"task {task.key} changed while moving it to {to}; reload and retry",
                             code="task_changed")
