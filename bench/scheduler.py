@@ -234,6 +234,9 @@ class Result:
     dispatch_ms: list[float] = field(default_factory=list)
     claim_wait_ms: list[float] = field(default_factory=list)  # ready → claimed (a slot, or the batch barrier)
     pickup_ms: list[float] = field(default_factory=list)  # claimed → agent started (queue, worker, worktree)
+    # The pickup split at the task's own worktree row (ready strategy only; batch worktrees are shared):
+    to_worktree_ms: list[float] = field(default_factory=list)  # claimed → worktree added (queue poll, git)
+    from_worktree_ms: list[float] = field(default_factory=list)  # worktree added → agent started
     loop_extra_s: list[float] = field(default_factory=list)  # session time beyond the simulated duration
     settle_s: list[float] = field(default_factory=list)  # agent ended → task done (commit, merge, cleanup)
     extra_sessions: int = 0
@@ -303,9 +306,12 @@ def _seconds(later: datetime, earlier: datetime) -> float:
 
 def measure(project_id: int, dag: Dag, strategy: str, concurrency: int) -> Result:
     from apps.agents.models import AgentSession
+    from apps.orchestration.models import Worktree
     from apps.projects.models import Project, Task
 
     tasks = {t.key: t for t in Task.objects.filter(project_id=project_id)}
+    worktree_added = dict(Worktree.objects.filter(project_id=project_id, task__isnull=False)
+                          .order_by("created").values_list("task__key", "created"))  # the last one wins
     sessions: dict[str, list[AgentSession]] = {}
     for session in AgentSession.objects.filter(project_id=project_id, kind="coding").select_related("task"
                                                                                                   ).order_by("created"):
@@ -321,11 +327,12 @@ def measure(project_id: int, dag: Dag, strategy: str, concurrency: int) -> Resul
     if starts and ends:
         result.makespan = _seconds(max(ends), min(starts))
     for key in dag.keys:
-        _measure_task(result, dag, key, tasks, sessions.get(key, []))
+        _measure_task(result, dag, key, tasks, sessions.get(key, []), worktree_added.get(key))
     return result
 
 
-def _measure_task(result: Result, dag: Dag, key: str, tasks: dict, sessions: list) -> None:
+def _measure_task(result: Result, dag: Dag, key: str, tasks: dict, sessions: list,
+                  worktree_added: datetime | None) -> None:
     task = tasks[key]
     first, last = (sessions[0], sessions[-1]) if sessions else (None, None)
     if last and last.started_at and last.ended_at:
@@ -340,6 +347,9 @@ def _measure_task(result: Result, dag: Dag, key: str, tasks: dict, sessions: lis
     if task.started_at:
         result.claim_wait_ms.append(_seconds(task.started_at, ready) * 1000)
         result.pickup_ms.append(_seconds(first.started_at, task.started_at) * 1000)
+    if task.started_at and worktree_added and len(sessions) == 1:
+        result.to_worktree_ms.append(_seconds(worktree_added, task.started_at) * 1000)
+        result.from_worktree_ms.append(_seconds(first.started_at, worktree_added) * 1000)
 
 
 def failed_jobs(since: datetime, result: Result) -> int:
@@ -379,14 +389,24 @@ def print_table(results: list[Result]) -> None:
               f"{percentile(r.dispatch_ms, 50):>17.0f}{percentile(r.dispatch_ms, 95):>9.0f}")
 
 
+def _p50_p95(values: list[float]) -> str:
+    return f"p50 {percentile(values, 50):.0f} / p95 {percentile(values, 95):.0f} ms"
+
+
 def print_breakdown(r: Result) -> None:
+    indent = " " * (len(r.strategy) + 2)
     print(f"{r.strategy}: status {r.status}, wall {r.wall:.1f} s, {r.extra_sessions} retried sessions, "
-          f"{r.failed_jobs} failed jobs; dispatch = "
-          f"wait for a claim p50 {percentile(r.claim_wait_ms, 50):.0f} / p95 {percentile(r.claim_wait_ms, 95):.0f} ms"
-          f" + claim → agent start p50 {percentile(r.pickup_ms, 50):.0f} / p95 {percentile(r.pickup_ms, 95):.0f} ms")
-    print(f"{' ' * len(r.strategy)}  per task: agent loop beyond the simulated duration mean {mean(r.loop_extra_s):.2f}"
-          f" s, agent end → done (commit, merge, cleanup) mean {mean(r.settle_s):.2f} s / p95 "
-          f"{percentile(r.settle_s, 95):.2f} s")
+          f"{r.failed_jobs} failed jobs")
+    print(f"{indent}dispatch = wait for a claim {_p50_p95(r.claim_wait_ms)} + claim → agent start "
+          f"{_p50_p95(r.pickup_ms)}")
+    if r.to_worktree_ms:
+        print(f"{indent}claim → agent start = claim → worktree added {_p50_p95(r.to_worktree_ms)} + worktree added "
+              f"→ agent start {_p50_p95(r.from_worktree_ms)}")
+    print(f"{indent}per task: agent loop beyond the simulated duration mean {mean(r.loop_extra_s):.2f} s; "
+          f"agent end → done (commit, merge, cleanup) mean {mean(r.settle_s):.2f} s, "
+          f"p95 {percentile(r.settle_s, 95):.2f} s, max {max(r.settle_s, default=math.nan):.2f} s")
+    for problem in r.problems:
+        print(f"{indent}problem: {problem}")
 
 
 def print_goals(results: list[Result]) -> None:

@@ -38,13 +38,21 @@ def envbool(name: str, default: bool = False) -> bool:
 
 
 def envint(name: str, default: int, *, minimum: int | None = None) -> int:
+    return _envnumber(name, default, int, "an integer", minimum)
+
+
+def envfloat(name: str, default: float, *, minimum: float | None = None) -> float:
+    return _envnumber(name, default, float, "a number", minimum)
+
+
+def _envnumber(name, default, kind, label, minimum):
     value = env(name)
     if value is None or value == "":
         return default
     try:
-        number = int(value)
+        number = kind(value)
     except ValueError:
-        raise ImproperlyConfigured(f"{name} must be an integer, got {value!r}") from None
+        raise ImproperlyConfigured(f"{name} must be {label}, got {value!r}") from None
     if minimum is not None and number < minimum:
         raise ImproperlyConfigured(f"{name} must be at least {minimum}, got {number}")
     return number
@@ -120,6 +128,9 @@ if DEFAULT_MODEL_TIER not in MODEL_TIERS:
     raise ImproperlyConfigured(f"DEFAULT_MODEL_TIER must be one of {', '.join(MODEL_TIERS)}")
 # The replay model reads `<REPLAY_ROOT>/<project slug>/replay/<planning|TASK KEY>.json`.
 REPLAY_ROOT = Path(env("REPLAY_ROOT") or BASE_DIR / "examples").resolve()
+# Simulated model latency for the offline replay model: every scripted turn takes at least this long (the demo
+# sets it so parallel and sequential runs can be compared; tests and CI leave it at 0).
+REPLAY_TURN_SECONDS = envfloat("REPLAY_TURN_SECONDS", 0.0, minimum=0.0)
 AGENT_MAX_TURNS = envint("AGENT_MAX_TURNS", 60, minimum=1)
 AGENT_MAX_TOKENS = envint("AGENT_MAX_TOKENS", 8192, minimum=256)  # output tokens per model call
 COMMAND_TIMEOUT = envint("COMMAND_TIMEOUT", 120, minimum=1)  # seconds for one run_command / acceptance test

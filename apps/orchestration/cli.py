@@ -16,7 +16,7 @@ from apps.orchestration import runs, scheduler, selectors
 from apps.orchestration.repository import repo_commits, repo_ensure
 from apps.orchestration.worktrees import worktrees_reconcile
 from apps.projects.models import Project, Task
-from apps.projects.selectors import project_find, task_get
+from apps.projects.selectors import project_find, project_graph, task_get
 
 POLL_SECONDS = 0.5
 WORKER_HINT_AFTER = 15.0
@@ -70,6 +70,11 @@ def register(subparsers: Any) -> None:
     cancel.add_argument("project", nargs="?", help="project slug or id")
     cancel.add_argument("--session", help="cancel only this session (id)")
     cancel.set_defaults(handler=_cancel)
+
+    compare = subparsers.add_parser("compare", help="compare the wall-clock time of two completed runs")
+    compare.add_argument("baseline", help="project slug (e.g. the sequential run)")
+    compare.add_argument("project", help="project slug (e.g. the parallel run)")
+    compare.set_defaults(handler=_compare)
 
     worktrees = subparsers.add_parser("worktrees", help="list a project's worktrees (status, ports, conflicts)")
     worktrees.add_argument("project")
@@ -201,6 +206,9 @@ def _summary(out: Any, project: Project) -> None:
               f"{totals['w'] or 0} cache write · cost ${totals['c'] or 0:.4f}"
               + (" (estimate: the offline replay model charges nothing)"
                  if sessions.filter(provider="replay").exists() else ""))
+    figures = selectors.run_figures(project=project)
+    out.write(f"wall clock {figures['wall_s']:.1f} s for {figures['work_s']:.1f} s of agent time "
+              f"({figures['overlap']:.2f} agents busy on average)")
     for task in project.tasks.exclude(status=Task.Status.DONE):
         out.write(f"  {task.key} {task.status}: {task.last_error}")
     out.write(f"repository: {project.repo_path}")
@@ -272,6 +280,18 @@ def _cancel(options: dict[str, Any], out: Any) -> None:
     counts = scheduler.run_cancel(project=project)
     summary = ", ".join(f"{n} {status}" for status, n in sorted(counts.items())) or "no open sessions"
     out.write(f"run of {project.slug} cancelled ({summary}); start it again with `yokeflow run {project.slug}`")
+
+
+def _compare(options: dict[str, Any], out: Any) -> None:
+    baseline, project = project_find(options["baseline"]), project_find(options["project"])
+    slow, fast = (selectors.run_figures(project=p)["wall_s"] for p in (baseline, project))
+    if not slow or not fast:
+        raise ConflictError("both projects need a finished build to compare", code="nothing_to_compare")
+    path, length = project_graph(project).critical_path()
+    work = sum(project.tasks.values_list("estimate_minutes", flat=True))
+    out.write(f"{project.slug}: {fast:.1f} s · {baseline.slug}: {slow:.1f} s · speedup {slow / fast:.2f}x "
+              f"(the plan allows at most {work / length:.2f}x by its estimates: critical path "
+              f"{' → '.join(path)})")
 
 
 def _worktrees(options: dict[str, Any], out: Any) -> None:

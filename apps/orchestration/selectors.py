@@ -67,3 +67,16 @@ def parallel_status(*, project: Project) -> dict:
         "live_worktrees": Worktree.objects.filter(project=project, status__in=LIVE_WORKTREE).count(),
         "queued_jobs": get_broker().queue_size(),
     }
+
+
+def run_figures(*, project: Project) -> dict[str, float]:
+    """Wall-clock of the build (first coding session started → last task done) and the agents' summed time."""
+    sessions = AgentSession.objects.filter(project=project, kind=AgentSession.Kind.CODING, started_at__isnull=False)
+    starts = list(sessions.values_list("started_at", "ended_at"))
+    last_done = project.tasks.filter(completed_at__isnull=False).order_by("-completed_at").values_list(
+        "completed_at", flat=True).first()
+    if not starts or last_done is None:
+        return {"wall_s": 0.0, "work_s": 0.0, "overlap": 0.0}
+    wall = (last_done - min(start for start, _end in starts)).total_seconds()
+    work = sum((end - start).total_seconds() for start, end in starts if end)
+    return {"wall_s": wall, "work_s": work, "overlap": work / wall if wall else 0.0}

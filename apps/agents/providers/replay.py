@@ -18,6 +18,7 @@ from pathlib import Path
 from typing import Literal
 
 import pydantic
+from django.conf import settings
 
 from apps.agents.pricing import TokenUsage
 from apps.agents.providers import REPLAY_LABEL, ModelReply, ModelRequest
@@ -89,8 +90,9 @@ class ReplayProvider:
                 code="replay_exhausted", recoverable=False,
             )
         turn = turns[index]
-        if turn.delay_seconds:
-            time.sleep(turn.delay_seconds)
+        delay = turn.delay_seconds or settings.REPLAY_TURN_SECONDS
+        if delay > 0:
+            time.sleep(delay)
         content = _normalise(turn, index)
         has_tools = any(block.get("type") == "tool_use" for block in content)
         return ModelReply(
