@@ -50,6 +50,7 @@ DISPATCH_P95_GOAL_MS = 100.0
 POLL_SECONDS = 0.2
 PROGRESS_SECONDS = 10.0
 WORKER_HEADROOM = 2  # the reaper schedule and a straggling job must never wait behind the task jobs
+RUN_TASK_JOB = "apps.orchestration.jobs.run_task"
 POSTGRES_SCHEMES = {"postgres", "postgresql", "pgsql", "postgis"}
 
 
@@ -62,6 +63,7 @@ class Dag:
     deps: dict[str, list[str]]
     seconds: dict[str, float]  # simulated duration of each task
     epic_of: dict[str, str]
+    layer_of: dict[str, int]  # every task below the first layer depends on the one above: layers = Kahn batches
 
     @property
     def total(self) -> float:
@@ -76,6 +78,17 @@ class Dag:
     def bound(self, concurrency: int) -> float:
         return max(self.critical_path(), self.total / concurrency)
 
+    def batch_bound(self, concurrency: int) -> float:
+        """What the batch strategy could reach at best: batches one after another, and inside a batch one task
+        per epic at a time (they share the epic's worktree), so an epic's tasks in a batch run back to back."""
+        total = 0.0
+        for layer in set(self.layer_of.values()):
+            per_epic: dict[str, float] = {}
+            for key in (k for k in self.keys if self.layer_of[k] == layer):
+                per_epic[self.epic_of[key]] = per_epic.get(self.epic_of[key], 0.0) + self.seconds[key]
+            total += max(max(per_epic.values()), sum(per_epic.values()) / concurrency)
+        return total
+
 
 def build_dag(tasks: int, epics: int, scale: float, rng: random.Random) -> Dag:
     layers = max(1, min(LAYERS, tasks))
@@ -88,7 +101,8 @@ def build_dag(tasks: int, epics: int, scale: float, rng: random.Random) -> Dag:
             deps[key] = sorted(rng.sample(above, min(len(above), rng.randint(1, 3))), key=keys.index)
     seconds = {key: round(rng.uniform(0.5, 3.0) * scale, 2) for key in keys}
     epic_of = {key: f"E{index % epics + 1}" for index, key in enumerate(keys)}
-    return Dag(keys, deps, seconds, epic_of)
+    layer_of = {key: layer for layer in range(layers) for key in keys[bounds[layer]:bounds[layer + 1]]}
+    return Dag(keys, deps, seconds, epic_of, layer_of)
 
 
 def plan_data(dag: Dag) -> dict:
@@ -234,8 +248,9 @@ class Result:
     dispatch_ms: list[float] = field(default_factory=list)
     claim_wait_ms: list[float] = field(default_factory=list)  # ready → claimed (a slot, or the batch barrier)
     pickup_ms: list[float] = field(default_factory=list)  # claimed → agent started (queue, worker, worktree)
-    # The pickup split at the task's own worktree row (ready strategy only; batch worktrees are shared):
-    to_worktree_ms: list[float] = field(default_factory=list)  # claimed → worktree added (queue poll, git)
+    # The pickup split at the job's enqueue time and the task's own worktree row (ready strategy only):
+    to_queue_ms: list[float] = field(default_factory=list)  # claimed → job queued (the claim's transaction)
+    to_worktree_ms: list[float] = field(default_factory=list)  # job queued → worktree added (poll, pickup, git)
     from_worktree_ms: list[float] = field(default_factory=list)  # worktree added → agent started
     loop_extra_s: list[float] = field(default_factory=list)  # session time beyond the simulated duration
     settle_s: list[float] = field(default_factory=list)  # agent ended → task done (commit, merge, cleanup)
@@ -305,6 +320,8 @@ def _seconds(later: datetime, earlier: datetime) -> float:
 
 
 def measure(project_id: int, dag: Dag, strategy: str, concurrency: int) -> Result:
+    from django_q.models import Task as QueuedJob
+
     from apps.agents.models import AgentSession
     from apps.orchestration.models import Worktree
     from apps.projects.models import Project, Task
@@ -312,6 +329,8 @@ def measure(project_id: int, dag: Dag, strategy: str, concurrency: int) -> Resul
     tasks = {t.key: t for t in Task.objects.filter(project_id=project_id)}
     worktree_added = dict(Worktree.objects.filter(project_id=project_id, task__isnull=False)
                           .order_by("created").values_list("task__key", "created"))  # the last one wins
+    # django-q2 stamps `started` when the job is queued (async_task), not when a worker takes it.
+    queued = {job.args[0]: job.started for job in QueuedJob.objects.filter(func=RUN_TASK_JOB)}
     sessions: dict[str, list[AgentSession]] = {}
     for session in AgentSession.objects.filter(project_id=project_id, kind="coding").select_related("task"
                                                                                                   ).order_by("created"):
@@ -327,12 +346,12 @@ def measure(project_id: int, dag: Dag, strategy: str, concurrency: int) -> Resul
     if starts and ends:
         result.makespan = _seconds(max(ends), min(starts))
     for key in dag.keys:
-        _measure_task(result, dag, key, tasks, sessions.get(key, []), worktree_added.get(key))
+        _measure_task(result, dag, key, tasks, sessions.get(key, []), worktree_added.get(key), queued)
     return result
 
 
 def _measure_task(result: Result, dag: Dag, key: str, tasks: dict, sessions: list,
-                  worktree_added: datetime | None) -> None:
+                  worktree_added: datetime | None, queued: dict[int, datetime]) -> None:
     task = tasks[key]
     first, last = (sessions[0], sessions[-1]) if sessions else (None, None)
     if last and last.started_at and last.ended_at:
@@ -347,8 +366,10 @@ def _measure_task(result: Result, dag: Dag, key: str, tasks: dict, sessions: lis
     if task.started_at:
         result.claim_wait_ms.append(_seconds(task.started_at, ready) * 1000)
         result.pickup_ms.append(_seconds(first.started_at, task.started_at) * 1000)
-    if task.started_at and worktree_added and len(sessions) == 1:
-        result.to_worktree_ms.append(_seconds(worktree_added, task.started_at) * 1000)
+    job_queued = queued.get(first.pk)
+    if task.started_at and worktree_added and job_queued and len(sessions) == 1:
+        result.to_queue_ms.append(_seconds(job_queued, task.started_at) * 1000)
+        result.to_worktree_ms.append(_seconds(worktree_added, job_queued) * 1000)
         result.from_worktree_ms.append(_seconds(first.started_at, worktree_added) * 1000)
 
 
@@ -400,8 +421,8 @@ def print_breakdown(r: Result) -> None:
     print(f"{indent}dispatch = wait for a claim {_p50_p95(r.claim_wait_ms)} + claim → agent start "
           f"{_p50_p95(r.pickup_ms)}")
     if r.to_worktree_ms:
-        print(f"{indent}claim → agent start = claim → worktree added {_p50_p95(r.to_worktree_ms)} + worktree added "
-              f"→ agent start {_p50_p95(r.from_worktree_ms)}")
+        print(f"{indent}claim → agent start = claim → job queued {_p50_p95(r.to_queue_ms)} + queued → worktree added "
+              f"{_p50_p95(r.to_worktree_ms)} + worktree → agent start {_p50_p95(r.from_worktree_ms)}")
     print(f"{indent}per task: agent loop beyond the simulated duration mean {mean(r.loop_extra_s):.2f} s; "
           f"agent end → done (commit, merge, cleanup) mean {mean(r.settle_s):.2f} s, "
           f"p95 {percentile(r.settle_s, 95):.2f} s, max {max(r.settle_s, default=math.nan):.2f} s")

@@ -101,9 +101,12 @@ def merge_worktree(*, worktree: Worktree, side: str | None = None) -> MergeResul
     """Merge the worktree's branch into the default branch (or resolve its conflict taking `side`), re-run the
     waiting tasks' acceptance tests on the result, and mark them done; remove the worktree afterwards."""
     project = worktree.project
-    tasks = _waiting_tasks(worktree)
     repo = Path(project.repo_path)
     with repo_lock(project):
+        worktree.refresh_from_db()  # another worker may have merged it while we waited for the lock
+        if not worktree.is_live:
+            return MergeResult(failures=[f"{worktree.branch} is already {worktree.status}"])
+        tasks = _waiting_tasks(worktree)
         result = _merge_locked(worktree, tasks, repo, side)
     if result.ok:
         for task in tasks:

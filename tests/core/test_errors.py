@@ -16,7 +16,7 @@ from apps.core import errors
         (errors.ConflictError("x"), 409, 75),
         (errors.InvalidTransitionError("x"), 409, 75),
         (errors.DatabaseError("x"), 503, 74),
-        (errors.GitError("x"), 500, 74),
+        (errors.GitError("x"), 409, 74),
         (errors.ProviderError("x"), 502, 69),
         (errors.SandboxError("x"), 500, 71),
         (errors.BudgetExceededError("x"), 402, 75),
