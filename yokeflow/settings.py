@@ -228,6 +228,8 @@ Q_CLUSTER = {
     "workers": envint("Q_WORKERS", 2, minimum=1),
     "timeout": _Q_TIMEOUT,
     "retry": _Q_TIMEOUT + 60,  # must exceed timeout or jobs run twice
+    # How long the ORM broker sleeps when its queue is empty: the floor of dispatch latency (django-q2's 0.2 s).
+    "poll": envfloat("Q_POLL", 0.05, minimum=0.01),
     "max_attempts": 1,
     "catch_up": False,
     "label": "Jobs",

@@ -50,7 +50,7 @@ def repo_lock(project: Project, *, timeout: float | None = None) -> Iterator[Non
                 if time.monotonic() > deadline:
                     raise ConflictError(f"the repository of {project.slug!r} stayed busy for {timeout:.0f} s "
                                         "(another merge or worktree change)", code="repository_busy") from None
-                time.sleep(0.02)
+                time.sleep(0.005)
         yield
     finally:
         os.close(fd)  # closing the descriptor releases the lock
