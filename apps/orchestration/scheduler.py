@@ -328,8 +328,7 @@ def task_settle(*, task: Task, session: AgentSession, outcome: Outcome, worktree
         task_failed(task=task, reason="not done: " + "; ".join(failures))
         return
     _wait_for_merge(worktree, task)
-    if worktree.task_id is not None:  # its own worktree: merge now, after refilling the slot it no longer holds
-        schedule(project_id=task.project_id)
+    if worktree.task_id is not None:  # its own worktree: merge now
         merge_worktree(worktree=worktree)
 
 
