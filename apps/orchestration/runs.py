@@ -26,8 +26,6 @@ from apps.projects.models import Project, Task
 from apps.projects.services import task_transition, tasks_refresh_ready
 
 TaskStatus = Task.Status
-ACTIVE_TASKS = (TaskStatus.RUNNING, TaskStatus.MERGING)
-MAX_EVIDENCE_CHARS = 20_000
 
 
 # In "inline" mode (the CLI's --sync) jobs are collected here and run by `jobs_drain` in this process.
@@ -124,15 +122,20 @@ def session_continue(*, session: AgentSession, notes: str = "", by: str = "", fo
     if session.status == AgentSession.Status.RUNNING and not force and session.lease_live:
         raise ConflictError(f"session {session.pk} is running on {session.lease_owner} and its heartbeat is "
                             f"recent; wait {settings.SESSION_LEASE_SECONDS} s or use force", code="session_leased")
-    checkpoint_turn = getattr(getattr(session, "checkpoint", None), "turn", 0)
-    message = render("resume.md", turn=checkpoint_turn, by=by, notes=notes)
     with transaction.atomic():
         if session.status == AgentSession.Status.PAUSED:
             session = session_transition(session=session, status=AgentSession.Status.QUEUED, cancel_requested=False)
             _resume_task(session)
-        job = "run_planning" if session.kind == SessionKind.PLANNING else "continue_task"
-        enqueue(f"apps.orchestration.jobs.{job}", session.pk, message, force)
+        session_requeue(session=session, by=by, notes=notes, force=force)
     return session
+
+
+def session_requeue(*, session: AgentSession, by: str, notes: str, force: bool = False) -> None:
+    """Queue the job that continues `session` from its checkpoint, with a resume message naming who and why."""
+    checkpoint_turn = getattr(getattr(session, "checkpoint", None), "turn", 0)
+    message = render("resume.md", turn=checkpoint_turn, by=by, notes=notes)
+    job = "run_planning" if session.kind == SessionKind.PLANNING else "continue_task"
+    enqueue(f"apps.orchestration.jobs.{job}", session.pk, message, force)
 
 
 def _resume_task(session: AgentSession) -> None:

@@ -29,14 +29,13 @@ from django_q.models import Schedule
 from apps.agents.coding import coding_session_run
 from apps.agents.loop import LoopConfig, Outcome
 from apps.agents.models import AgentSession, SessionKind, lease_cutoff
-from apps.agents.prompts import render
 from apps.agents.providers import model_for_tier, provider_name
 from apps.agents.services import events_append, session_create, session_request_cancel, session_transition
 from apps.core.errors import ConflictError, YokeFlowError
 from apps.orchestration.merging import MergeResult, acceptance_run, merge_worktree
 from apps.orchestration.models import ParallelBatch, Worktree
 from apps.orchestration.repository import repo_ensure
-from apps.orchestration.runs import enqueue, set_project_status
+from apps.orchestration.runs import enqueue, session_requeue, set_project_status
 from apps.orchestration.worktrees import (
     branch_for,
     gitops,
@@ -441,10 +440,8 @@ def _reap_one(session_id: int) -> str | None:
             _give_up(session, task)
             return "given_up"
         session = session_transition(session=session, status=SessionStatus.QUEUED, lease_owner="")
-        message = render("resume.md", turn=getattr(getattr(session, "checkpoint", None), "turn", 0),
-                         by="the reaper", notes="The previous worker stopped answering; carry on from here.")
-        job = "run_planning" if session.kind == SessionKind.PLANNING else "continue_task"
-        enqueue(f"apps.orchestration.jobs.{job}", session.pk, message)
+        session_requeue(session=session, by="the reaper",
+                        notes="The previous worker stopped answering; carry on from here.")
         return "requeued"
 
 

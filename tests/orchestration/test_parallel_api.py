@@ -343,11 +343,13 @@ def test_an_unknown_worktree_is_404(repo_project, owner_client):
     worktree_prepare(task=_task(repo_project, "T1"), shared_by_epic=False)
     base = f"/api/projects/{repo_project.slug}/worktrees"
 
-    for url in (f"{base}/E2", f"{base}/E9", f"{base}/E9/conflicts"):
-        _refused(owner_client.get(url), 404, "worktree_not_found")
-    _refused(_post(owner_client, f"{base}/E2/merge"), 404, "worktree_not_found")
-    _refused(_post(owner_client, f"{base}/E9/resolve", {"strategy": "theirs"}), 404, "worktree_not_found")
-    _refused(owner_client.delete(f"{base}/E2"), 404, "worktree_not_found")
+    responses = [owner_client.get(f"{base}/E2"), owner_client.get(f"{base}/E9"),
+                 owner_client.get(f"{base}/E9/conflicts"), _post(owner_client, f"{base}/E2/merge"),
+                 _post(owner_client, f"{base}/E9/resolve", {"strategy": "theirs"}), owner_client.delete(f"{base}/E2")]
+
+    bodies = [_refused(response, 404, "worktree_not_found") for response in responses]
+    assert [body["error"] for body in bodies] == ["worktree_not_found"] * 6
+    assert all("no worktree for" in body["message"] for body in bodies)
 
 
 def test_merging_a_worktree_completes_the_task_waiting_in_it(repo_project, owner_client, viewer, api_client):
