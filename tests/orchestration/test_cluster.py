@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 from datetime import timedelta
+from pathlib import Path
 
 import pytest
 from django.conf import settings
@@ -72,7 +73,8 @@ def test_a_killed_worker_is_reaped_and_its_task_completes_exactly_once(replay_pr
     try:
         scheduler.run_start(project=project)
         session = project.sessions.get()
-        wait_for(lambda: session.events.filter(type="tool_use").exists(), "the agent's first command", log)
+        started = Path(session.workdir) / ".started"  # the command is running (killing sooner would re-run it)
+        wait_for(started.exists, "the agent's first command", log)
     finally:
         kill(first)
     session.refresh_from_db()
