@@ -109,6 +109,8 @@ ALLOWED_HOSTS = envlist("ALLOWED_HOSTS", ["localhost", "127.0.0.1", "[::1]"] if 
 CSRF_TRUSTED_ORIGINS = envlist("CSRF_TRUSTED_ORIGINS", [])
 
 PROJECTS_ROOT = Path(env("PROJECTS_ROOT") or VAR_DIR / "projects").resolve()
+# Fernet keys for secrets stored in the database (first encrypts, all decrypt); empty: derived from SECRET_KEY.
+ENCRYPTION_KEYS = envlist("ENCRYPTION_KEYS", [])
 ANTHROPIC_API_KEY = envsecret("ANTHROPIC_API_KEY")
 ANTHROPIC_BASE_URL = envurl("ANTHROPIC_BASE_URL")
 ANTHROPIC_TIMEOUT = envint("ANTHROPIC_TIMEOUT", 300, minimum=1)  # seconds per request
@@ -145,6 +147,27 @@ WORKTREE_PORT_START = envint("WORKTREE_PORT_START", 20000, minimum=1024)
 WORKTREE_PORT_END = envint("WORKTREE_PORT_END", 29999, minimum=1024)
 WORKTREE_PORT_COUNT = envint("WORKTREE_PORT_COUNT", 10, minimum=1)
 
+# Interventions (apps/interventions): detectors, notifications, provider holds, auto-recovery.
+INTERVENTION_MAX_RETRIES = envint("INTERVENTION_MAX_RETRIES", 2, minimum=1)  # same failing command, then pause
+SITE_URL = (envurl("SITE_URL") or "http://localhost:8000").rstrip("/")  # links in notifications
+NOTIFY_TIMEOUT = envfloat("NOTIFY_TIMEOUT", 10.0, minimum=0.1)  # seconds per notification request
+NOTIFY_RETRIES = envint("NOTIFY_RETRIES", 3, minimum=1)  # tries per channel and recipient
+NOTIFY_BACKOFF = envfloat("NOTIFY_BACKOFF", 1.0, minimum=0.0)  # seconds before the 2nd try, doubling after
+DEFAULT_FROM_EMAIL = env("DEFAULT_FROM_EMAIL", "YokeFlow <yokeflow@localhost>")
+TWILIO_API_BASE = (envurl("TWILIO_API_BASE") or "https://api.twilio.com").rstrip("/")
+TWILIO_ACCOUNT_SID = envsecret("TWILIO_ACCOUNT_SID")
+TWILIO_AUTH_TOKEN = envsecret("TWILIO_AUTH_TOKEN")
+TWILIO_FROM_NUMBER = env("TWILIO_FROM_NUMBER", "")
+RATE_LIMIT_DEFAULT_HOLD = envint("RATE_LIMIT_DEFAULT_HOLD", 60, minimum=1)  # seconds, when no reset is given
+RATE_LIMIT_MAX_HOLD = envint("RATE_LIMIT_MAX_HOLD", 3600, minimum=1)  # never hold longer than this
+CIRCUIT_FAILURE_THRESHOLD = envint("CIRCUIT_FAILURE_THRESHOLD", 5, minimum=1)  # failed calls in a row → open
+CIRCUIT_COOLDOWN = envint("CIRCUIT_COOLDOWN", 120, minimum=1)  # seconds the circuit stays open
+RECOVERY_PIP_ALLOWLIST = envlist("RECOVERY_PIP_ALLOWLIST", [
+    "requests", "httpx", "pytest", "pyyaml", "python-dotenv", "flask", "fastapi", "uvicorn", "sqlalchemy",
+    "psycopg", "redis", "pydantic", "click", "rich", "jinja2", "attrs", "numpy", "pandas"])
+RECOVERY_PIP_ARGS = envlist("RECOVERY_PIP_ARGS", [])  # e.g. --index-url for a private mirror
+RECOVERY_TIMEOUT = envint("RECOVERY_TIMEOUT", 300, minimum=1)  # seconds for one recovery action
+
 INSTALLED_APPS = [
     "django.contrib.admin",
     "django.contrib.auth",
@@ -159,6 +182,7 @@ INSTALLED_APPS = [
     "apps.projects",
     "apps.agents",
     "apps.orchestration",
+    "apps.interventions",
     "apps.dashboard",
 ]
 
@@ -219,6 +243,15 @@ STATIC_ROOT = VAR_DIR / "static"
 SESSION_COOKIE_HTTPONLY = True
 SESSION_COOKIE_SECURE = envbool("SECURE_COOKIES", not DEBUG)
 CSRF_COOKIE_SECURE = SESSION_COOKIE_SECURE
+
+# Email (notifications): SMTP from EMAIL_HOST …; without a host, mail is printed to the console.
+_EMAIL_HOST = env("EMAIL_HOST")
+MAILERS = {"default": {
+    "BACKEND": "django.core.mail.backends.smtp.EmailBackend",
+    "OPTIONS": {"host": _EMAIL_HOST, "port": envint("EMAIL_PORT", 587, minimum=1),
+                "username": env("EMAIL_USER", ""), "password": envsecret("EMAIL_PASSWORD") or "",
+                "use_tls": envbool("EMAIL_USE_TLS", True), "timeout": 10},
+} if _EMAIL_HOST else {"BACKEND": "django.core.mail.backends.console.EmailBackend"}}
 
 # django-q2: the ORM broker needs no extra service; every long action is a job on it.
 _Q_TIMEOUT = envint("Q_TIMEOUT", 3600, minimum=1)

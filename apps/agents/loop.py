@@ -1,14 +1,16 @@
 """The agent loop: call the model, record every block, run its tools, checkpoint, until the work is done.
 
 The loop knows nothing of orchestration, interventions or learning. They plug in through arguments:
-- `guards` are called before every model call ("before_call") and after every turn's tools ("after_tools");
-  the first `Verdict` returned pauses or fails the session (retry loops, critical errors, budget, …);
+- `guards` are called before every model call ("before_call"), after every turn's tools ("after_tools") and
+  when the provider failed ("provider_error", `state.provider_error` set); the first `Verdict` returned pauses
+  or fails the session (retry loops, critical errors, rate limits, …);
 - `hooks` are called with ("turn", state) after each checkpoint and ("end", state) once the session ends.
 
-Stops: the brief's `finished` check passes on end_turn (e.g. the task was reported done), the turn cap, a
-cancel request, the budget, a guard's verdict, a provider error the SDK's retries could not cure, or the agent
-asking for help. Every way out leaves the session finished (or paused) with its metrics and a `session_end`
-event; a crash in between leaves a checkpoint from which `session_run` continues the same conversation.
+Stops: the brief's `finished` check passes on end_turn (e.g. the task was reported done), the turn cap (a pause:
+resuming grants more turns), a cancel request, the budget (a pause), a guard's verdict, a provider error the SDK's
+retries could not cure, or the agent asking for help. Every way out leaves the session finished (or paused) with
+its metrics and a `session_end` event; a crash in between leaves a checkpoint from which `session_run` continues
+the same conversation.
 """
 
 from __future__ import annotations
@@ -47,8 +49,9 @@ Status = SessionStatus
 @dataclass(frozen=True)
 class Verdict:
     action: Literal["pause", "fail"]
-    kind: str  # e.g. retry_loop, critical_error, budget, turn_cap, help_requested
+    kind: str  # e.g. retry_limit, critical_error, rate_limit, circuit_open
     reason: str
+    details: dict[str, Any] = field(default_factory=dict)  # what the guard found (the pause's blocker info)
 
 
 @dataclass
@@ -86,6 +89,7 @@ class LoopState:
     reasks: int = 0
     last_reply: ModelReply | None = None
     last_calls: list[ToolCall] = field(default_factory=list)
+    provider_error: ProviderError | None = None  # set while the "provider_error" guards look at it
 
 
 @dataclass
@@ -94,6 +98,7 @@ class Outcome:
     reason: str
     message: str = ""
     state: dict[str, Any] = field(default_factory=dict)
+    details: dict[str, Any] = field(default_factory=dict)  # a guard's findings when it stopped the session
 
     @property
     def completed(self) -> bool:
@@ -111,9 +116,9 @@ class GiveUp(Exception):
 
 
 class _Stop(Exception):
-    def __init__(self, status: str, reason: str, message: str = "") -> None:
+    def __init__(self, status: str, reason: str, message: str = "", details: dict | None = None) -> None:
         super().__init__(message)
-        self.status, self.reason, self.message = status, reason, message
+        self.status, self.reason, self.message, self.details = status, reason, message, details or {}
 
 
 def _block_events(content: list[dict]) -> list[tuple[str, dict]]:
@@ -216,11 +221,14 @@ class Loop:
             if verdict:
                 events_append(session=self.session, events=[("guard", {"phase": phase, **verdict.__dict__})])
                 status = Status.PAUSED if verdict.action == "pause" else Status.FAILED
-                raise _Stop(status, verdict.kind, verdict.reason)
+                raise _Stop(status, verdict.kind, verdict.reason, verdict.details)
 
     def _check_limits(self) -> None:
-        if self.state.turn >= self.config.max_turns:
-            raise _Stop(Status.FAILED, "max_turns", f"stopped after the turn cap of {self.config.max_turns}")
+        # The cap is kept in the checkpointed state, so resuming a capped session can grant it more turns.
+        cap = int(self.state.context.state.get("turn_cap") or self.config.max_turns)
+        if self.state.turn >= cap:
+            raise _Stop(Status.PAUSED, "turn_cap", f"paused at the turn cap of {cap} turns",
+                        {"turns": self.state.turn, "turn_cap": cap})
         budget = self.config.budget_usd
         if budget is not None and self.session.cost_usd >= budget:
             raise _Stop(Status.PAUSED, "budget", f"spent ${self.session.cost_usd:.4f} of a ${budget} budget")
@@ -235,6 +243,11 @@ class Loop:
         except ProviderError as exc:
             events_append(session=self.session, events=[("llm_error", {"code": exc.code, "message": exc.message,
                                                                        "details": exc.details})])
+            self.state.provider_error = exc  # guards may turn it into a pause (rate limit, circuit, bad key)
+            try:
+                self._check_guards("provider_error")
+            finally:
+                self.state.provider_error = None
             raise _Stop(Status.FAILED, exc.code, exc.message) from exc
 
     def _record(self, reply: ModelReply) -> None:
@@ -339,7 +352,7 @@ class Loop:
             raise
 
     def _finish(self, stop: _Stop) -> Outcome:
-        outcome = Outcome(stop.status, stop.reason, stop.message, self.state.context.state)
+        outcome = Outcome(stop.status, stop.reason, stop.message, self.state.context.state, stop.details)
         if stop.status == Status.RUNNING:  # lease lost: the new owner finishes it
             return outcome
         self.session.refresh_from_db()

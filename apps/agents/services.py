@@ -190,6 +190,20 @@ def checkpoint_save(*, session: AgentSession, turn: int, messages: list[dict], s
     return checkpoint
 
 
+def checkpoint_grant_turns(*, session: AgentSession, turns: int) -> int:
+    """Raise a capped session's turn cap to its checkpoint's turn + `turns` (a person resumed it); the new cap."""
+    with transaction.atomic():
+        checkpoint = Checkpoint.objects.select_for_update().filter(session=session).first()
+        if checkpoint is None:
+            return turns
+        step = dict(checkpoint.step)
+        state = dict(step.get("state") or {})
+        state["turn_cap"] = checkpoint.turn + turns
+        step["state"] = state
+        Checkpoint.objects.filter(pk=checkpoint.pk).update(step=step, updated=timezone.now())
+    return state["turn_cap"]
+
+
 def call_record(
     *, session: AgentSession, turn: int, model: str, usage: TokenUsage, latency_ms: int, simulated: bool
 ) -> AgentCost:

@@ -7,3 +7,8 @@ class OrchestrationConfig(AppConfig):
     name = "apps.orchestration"
     label = "orchestration"
     verbose_name = "Runs"
+
+    def ready(self) -> None:
+        from apps.orchestration import receivers
+
+        receivers.connect()

@@ -6,54 +6,25 @@ Building the plan's tasks (claims, worktrees, merges, the reaper) is `scheduler.
 
 from __future__ import annotations
 
-from collections.abc import Callable
-from contextvars import ContextVar
-
 from django.conf import settings
 from django.db import transaction
 from django.utils import timezone
-from django.utils.module_loading import import_string
-from django_q.tasks import async_task
 
+from apps.agents.loop import Outcome
 from apps.agents.models import AgentSession, SessionKind
 from apps.agents.planning import PlanningResult, planning_session_run
 from apps.agents.prompts import render
 from apps.agents.providers import model_for_tier, provider_name
 from apps.agents.services import session_create, session_transition
 from apps.core.errors import ConflictError, ValidationError
+from apps.core.jobs import enqueue, jobs_drain  # noqa: F401 - jobs_drain is part of this module's API
+from apps.interventions.models import PauseType
+from apps.interventions.services import pause_open
 from apps.orchestration.repository import repo_ensure
 from apps.projects.models import Project, Task
 from apps.projects.services import task_transition, tasks_refresh_ready
 
 TaskStatus = Task.Status
-
-
-# In "inline" mode (the CLI's --sync) jobs are collected here and run by `jobs_drain` in this process.
-_inline_jobs: ContextVar[list[tuple[str, tuple]] | None] = ContextVar("inline_jobs", default=None)
-
-
-def enqueue(func: str, *args: object) -> None:
-    """Queue a job once the current transaction commits (a worker must never see rows that may roll back)."""
-    inline = _inline_jobs.get()
-    if inline is not None:  # runs after the caller returned, so after its transaction; dropped if it raised
-        inline.append((func, args))
-        return
-    transaction.on_commit(lambda: async_task(func, *args, group=func.rsplit(".", 1)[-1]))
-
-
-def jobs_drain(start: Callable[[], object], after_each: Callable[[str], None] | None = None) -> None:
-    """Run `start` and every job it queues, one after another in this process (no worker needed)."""
-    queue: list[tuple[str, tuple]] = []
-    token = _inline_jobs.set(queue)
-    try:
-        start()  # if it raises, the queued jobs are dropped with its rolled-back transaction
-        while queue:
-            func, args = queue.pop(0)
-            import_string(func)(*args)
-            if after_each:
-                after_each(func)
-    finally:
-        _inline_jobs.reset(token)
 
 
 def set_project_status(project: Project, status: str) -> None:
@@ -86,6 +57,8 @@ def planning_execute(*, session: AgentSession, resume_message: str | None = None
     result = planning_session_run(session=session, resume_message=resume_message, force=force)
     if result.imported:
         set_project_status(session.project, Project.Status.PLANNED)
+    elif result.outcome.status == AgentSession.Status.PAUSED:
+        session_pause_record(session=session, outcome=result.outcome)
     return result
 
 
@@ -136,6 +109,16 @@ def session_requeue(*, session: AgentSession, by: str, notes: str, force: bool =
     message = render("resume.md", turn=checkpoint_turn, by=by, notes=notes)
     job = "run_planning" if session.kind == SessionKind.PLANNING else "continue_task"
     enqueue(f"apps.orchestration.jobs.{job}", session.pk, message, force)
+
+
+def session_pause_record(*, session: AgentSession, outcome: Outcome) -> None:
+    """A session stopped itself as paused: record the pause (recovery and notifications follow after commit)."""
+    details = dict(outcome.details)
+    retry_stats = details.pop("retry_stats", {})
+    pause_type = outcome.reason if outcome.reason in PauseType.values else PauseType.MANUAL
+    pause_open(session=session, pause_type=pause_type, reason=outcome.message or outcome.reason,
+               blocker_info=details, retry_stats=retry_stats, can_auto_resume=bool(details.get("can_auto_resume")),
+               provider_account=str(details.get("account", "")))
 
 
 def _resume_task(session: AgentSession) -> None:

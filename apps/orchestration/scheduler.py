@@ -29,13 +29,15 @@ from django_q.models import Schedule
 from apps.agents.coding import coding_session_run
 from apps.agents.loop import LoopConfig, Outcome
 from apps.agents.models import AgentSession, SessionKind, lease_cutoff
-from apps.agents.providers import model_for_tier, provider_name
+from apps.agents.providers import model_for_tier, provider_account, provider_for, provider_name
 from apps.agents.services import events_append, session_create, session_request_cancel, session_transition
 from apps.core.errors import ConflictError, YokeFlowError
+from apps.interventions.detectors import guards_for
+from apps.interventions.holds import hold_active, holds_release
 from apps.orchestration.merging import MergeResult, acceptance_run, merge_worktree
 from apps.orchestration.models import ParallelBatch, Worktree
 from apps.orchestration.repository import repo_ensure
-from apps.orchestration.runs import enqueue, session_requeue, set_project_status
+from apps.orchestration.runs import enqueue, session_pause_record, session_requeue, set_project_status
 from apps.orchestration.worktrees import (
     branch_for,
     gitops,
@@ -158,6 +160,8 @@ def schedule(*, project_id: int) -> list[AgentSession]:
 
 
 def _schedule_locked(project: Project) -> list[AgentSession]:
+    if hold_active(account=provider_account()):
+        return []  # the provider account is on hold: start nothing (the hold's end schedules again)
     tasks_refresh_ready(project=project)
     batches_refresh(project=project)
     limit = project.max_concurrency if project.parallel_enabled else 1
@@ -273,10 +277,12 @@ def _fail_before_start(session: AgentSession, task: Task, exc: YokeFlowError) ->
 def _run_session(session: AgentSession, task: Task, worktree: Worktree, resume_message: str | None,
                  force: bool) -> Outcome | None:
     config = LoopConfig(budget_usd=_session_budget(task.project, session))
+    provider = provider_for(project_slug=task.project.slug, script=task.key)
+    guards, hooks = guards_for(account=provider.account)
     try:
         return coding_session_run(session=session, branch=worktree.branch, env=worktree_env(worktree),
-                                  home=session_home(Path(worktree.path)), config=config,
-                                  resume_message=resume_message, force=force)
+                                  home=session_home(Path(worktree.path)), config=config, provider=provider,
+                                  guards=guards, hooks=hooks, resume_message=resume_message, force=force)
     except ConflictError as exc:
         if exc.code == "session_leased":  # another worker holds it (e.g. a redelivered job): leave it alone
             return None
@@ -311,6 +317,7 @@ def task_settle(*, task: Task, session: AgentSession, outcome: Outcome, worktree
         reason = f"{outcome.reason}: {outcome.message}".strip(": ")
         if outcome.status == SessionStatus.PAUSED:
             task_transition(task=task, to=TaskStatus.PAUSED, error=reason)  # its work stays in the worktree
+            session_pause_record(session=session, outcome=outcome)
         elif outcome.status == SessionStatus.CANCELLED:
             task_transition(task=task, to=TaskStatus.CANCELLED, error=reason)
         else:
@@ -410,6 +417,7 @@ def reap() -> dict[str, list[int]]:
     """The reaper: sessions whose heartbeat lease expired are re-queued from their checkpoint (or, past the attempt
     limit, failed with their task paused); stalled runs are scheduled again."""
     report: dict[str, list[int]] = {"requeued": [], "given_up": []}
+    holds_release()  # a hold whose release schedule was lost ends here at the latest
     stale = AgentSession.objects.filter(status=SessionStatus.RUNNING, heartbeat_at__lt=lease_cutoff())
     for session_id in stale.values_list("pk", flat=True)[:200]:
         outcome = _reap_one(session_id)

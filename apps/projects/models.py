@@ -103,6 +103,12 @@ class Project(BaseModel):
     setup_command = models.TextField(
         blank=True, validators=[no_nul], help_text="Run in each new worktree before its agent starts, e.g. `npm ci`."
     )
+    dev_service = models.TextField(
+        blank=True, validators=[no_nul],
+        help_text="The project's development service (a database, a cache…), started in the background in the "
+                  "worktree, e.g. `redis-server --port $PORT`; restarted automatically when an agent's command "
+                  "cannot connect to it.",
+    )
 
     class Meta:
         ordering = ["name"]

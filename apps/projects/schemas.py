@@ -27,6 +27,7 @@ class ProjectSettingsIn(Schema):
     env_files: list[Annotated[Text, StringConstraints(min_length=1, max_length=200)]] | None = Field(
         default=None, max_length=20)
     setup_command: Annotated[Text, StringConstraints(max_length=4000)] | None = None
+    dev_service: Annotated[Text, StringConstraints(max_length=4000)] | None = None
 
 
 class ProjectIn(ProjectSettingsIn):
@@ -57,6 +58,7 @@ class ProjectOut(Schema):
     model_overrides: dict
     env_files: list[str]
     setup_command: str
+    dev_service: str
     created: datetime
     updated: datetime
 

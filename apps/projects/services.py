@@ -20,7 +20,7 @@ from apps.projects.selectors import project_graph, task_get
 
 EDITABLE_PROJECT_FIELDS = frozenset(
     {"name", "spec", "default_branch", "parallel_enabled", "max_concurrency", "strategy", "merge_strategy",
-     "budget_usd", "model_overrides", "env_files", "setup_command"}
+     "budget_usd", "model_overrides", "env_files", "setup_command", "dev_service"}
 )
 
 

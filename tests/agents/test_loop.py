@@ -172,14 +172,15 @@ def test_the_budget_stops_the_session_before_the_next_call(claude, coding_sessio
     assert len(claude.requests) == 1
 
 
-def test_the_turn_cap_fails_the_session(claude, coding_session):
+def test_the_turn_cap_pauses_the_session(claude, coding_session):
     for i in range(3):
         claude.tool_use("write_file", {"path": f"f{i}.txt", "content": "x"})
 
     outcome = coding_session_run(session=coding_session, config=LoopConfig(max_turns=2))
 
     coding_session.refresh_from_db()
-    assert outcome.status == "failed" and outcome.reason == "max_turns" and coding_session.turns == 2
+    assert outcome.status == "paused" and outcome.reason == "turn_cap" and coding_session.turns == 2
+    assert outcome.details == {"turns": 2, "turn_cap": 2}
 
 
 def test_a_cancel_request_stops_the_session_at_the_next_step(claude, coding_session):

@@ -6,6 +6,7 @@ API's shape, so the loop stores them in checkpoints and sends them back unchange
 
 from __future__ import annotations
 
+import hashlib
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Protocol
@@ -44,6 +45,7 @@ class ModelReply:
 class Provider(Protocol):
     name: str
     simulated: bool
+    account: str  # which account the calls count against (a fingerprint, never the key): holds apply per account
 
     def complete(self, request: ModelRequest) -> ModelReply: ...
 
@@ -55,6 +57,19 @@ def provider_name() -> str:
     if settings.LLM_PROVIDER == "anthropic" or settings.ANTHROPIC_API_KEY:
         return "anthropic"
     return "replay"
+
+
+def account_fingerprint(api_key: str | None, base_url: str | None) -> str:
+    """A stable, non-reversible name for an API key at an endpoint (rate limits and holds are per account)."""
+    digest = hashlib.sha256(f"{base_url or 'https://api.anthropic.com'}\n{api_key or ''}".encode()).hexdigest()
+    return f"anthropic-{digest[:16]}"
+
+
+def provider_account() -> str:
+    """The account new sessions would use now (the scheduler starts no task while it is on hold)."""
+    if provider_name() == "replay":
+        return "replay"
+    return account_fingerprint(settings.ANTHROPIC_API_KEY, settings.ANTHROPIC_BASE_URL)
 
 
 def provider_notice() -> str:

@@ -16,10 +16,13 @@ import anthropic
 from django.conf import settings
 
 from apps.agents.pricing import TokenUsage
-from apps.agents.providers import ModelReply, ModelRequest
+from apps.agents.providers import ModelReply, ModelRequest, account_fingerprint
 from apps.core.errors import ProviderError
 
 CACHE = {"type": "ephemeral"}
+# When each rate limit resets (RFC 3339); the latest one is when the account may call again.
+RESET_HEADERS = ("anthropic-ratelimit-requests-reset", "anthropic-ratelimit-tokens-reset",
+                 "anthropic-ratelimit-input-tokens-reset", "anthropic-ratelimit-output-tokens-reset")
 
 # SDK exception → (our code, recoverable). Checked in order: subclasses before their bases.
 _ERRORS: tuple[tuple[type[Exception], str, bool], ...] = (
@@ -47,14 +50,15 @@ def _error_code(exc: Exception) -> tuple[str, bool]:
 def provider_error(exc: anthropic.AnthropicError) -> ProviderError:
     code, recoverable = _error_code(exc)
     status = getattr(exc, "status_code", None)
-    retry_after = None
+    retry_after, resets = None, []
     response = getattr(exc, "response", None)
     if response is not None:
         retry_after = response.headers.get("retry-after")
+        resets = [response.headers[name] for name in RESET_HEADERS if response.headers.get(name)]
     message = getattr(exc, "message", None) or str(exc) or type(exc).__name__
     return ProviderError(
         f"Anthropic API: {message}" + (f" (HTTP {status})" if status else ""),
-        code=code, recoverable=recoverable, details={"status": status, "retry_after": retry_after},
+        code=code, recoverable=recoverable, details={"status": status, "retry_after": retry_after, "resets": resets},
     )
 
 
@@ -91,6 +95,8 @@ class AnthropicProvider:
             timeout=float(settings.ANTHROPIC_TIMEOUT),
             max_retries=settings.ANTHROPIC_MAX_RETRIES,
         )
+        self.account = account_fingerprint(api_key or settings.ANTHROPIC_API_KEY,
+                                           base_url or settings.ANTHROPIC_BASE_URL)
 
     def complete(self, request: ModelRequest) -> ModelReply:
         system, messages = with_cache_breakpoints(request)

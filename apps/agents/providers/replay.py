@@ -70,6 +70,7 @@ def _normalise(turn: ReplayTurn, index: int) -> list[dict]:
 class ReplayProvider:
     name = "replay"
     simulated = True
+    account = "replay"
 
     def __init__(self, path: Path) -> None:
         self.path = Path(path)

@@ -35,7 +35,7 @@ class Tool:
     name: str
     description: str
     input_model: type[pydantic.BaseModel]
-    run: Callable[[ToolContext, Any], str]
+    run: Callable[[ToolContext, Any], str | ToolResult]  # text, or a result that says it is an error
     input_schema: dict | None = None  # what the model is shown, when it differs from the permissive input model
 
     def schema(self) -> dict:
@@ -78,7 +78,10 @@ def tool_execute(tools: dict[str, Tool], context: ToolContext, name: str, argume
     except pydantic.ValidationError as exc:
         return ToolResult(f"invalid input for {name}: {_input_problems(exc)}", is_error=True)
     try:
-        return ToolResult(_truncate(tool.run(context, parsed)))
+        result = tool.run(context, parsed)
+        if isinstance(result, ToolResult):
+            return ToolResult(_truncate(result.content), is_error=result.is_error)
+        return ToolResult(_truncate(result))
     except YokeFlowError as exc:
         return ToolResult(exc.message, is_error=True)
     except (OSError, UnicodeError) as exc:

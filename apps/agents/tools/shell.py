@@ -6,7 +6,7 @@ import pydantic
 
 from apps.agents.sandbox import run_command as sandbox_run
 from apps.agents.sandbox import scrubbed_env
-from apps.agents.tools.base import Input, Tool, ToolContext
+from apps.agents.tools.base import Input, Tool, ToolContext, ToolResult
 
 MAX_COMMAND_TIMEOUT = 1800
 
@@ -18,19 +18,25 @@ class CommandInput(Input):
     )
 
 
+SESSION_MARKER = "YOKEFLOW_SESSION"  # every process a session starts carries its id: recovery kills only those
+
+
 def command_env(context: ToolContext) -> dict[str, str]:
     home = context.home or context.workdir
-    return scrubbed_env(context.env, home=str(home))
+    session_id = getattr(context.session, "pk", None)
+    marker = {SESSION_MARKER: str(session_id)} if session_id is not None else {}
+    return scrubbed_env({**context.env, **marker}, home=str(home))
 
 
-def run_command(context: ToolContext, args: CommandInput) -> str:
+def run_command(context: ToolContext, args: CommandInput) -> ToolResult:
     if context.home:
         context.home.mkdir(parents=True, exist_ok=True)
     result = sandbox_run(
         args.command, cwd=context.workdir, timeout=float(args.timeout_seconds or context.command_timeout),
         env=command_env(context), owner=getattr(context.session, "pk", None),
     )
-    return result.as_text()
+    # A failing command is an error result: the model sees it as one, and the retry detector counts it.
+    return ToolResult(result.as_text(), is_error=not result.ok)
 
 
 SHELL_TOOLS = (

@@ -1,0 +1,437 @@
+"""Telling people that a session paused: a webhook (Slack, Discord or generic JSON), one email to every address
+and one SMS per number (Twilio's REST API).
+
+`notify_pause` never raises for a channel's failure: every attempt ends as an audit row (`InterventionAction`
+of type `notification`), ok, failed or skipped. The channels are sent concurrently from worker threads that
+never touch the database (a thread would open its own connection, outside the caller's transaction and never
+closed); the rows are written afterwards in the calling thread. Secrets (webhook URLs, Twilio SID and token) are
+only ever stored, logged or shown masked.
+"""
+
+from __future__ import annotations
+
+import base64
+import json
+import logging
+import smtplib
+import urllib.error
+import urllib.parse
+import urllib.request
+from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+from typing import Any
+
+from django.conf import settings
+from django.core.mail import EmailMultiAlternatives, mailers
+from django.core.mail.backends.base import BaseEmailBackend
+from django.db.models import Q
+from django.template.loader import render_to_string
+from django.utils import timezone
+from tenacity import Retrying, retry_if_exception, stop_after_attempt, wait_exponential
+
+from apps.core.crypto import mask
+from apps.interventions.models import (
+    ActionStatus,
+    ActionType,
+    InterventionAction,
+    NotificationPreference,
+    PausedSession,
+    PauseType,
+    WebhookFormat,
+)
+from apps.interventions.services import action_record
+
+log = logging.getLogger(__name__)
+
+USER_AGENT = "YokeFlow"
+MAX_WORKERS = 8  # one thread per job up to this; a project rarely has more recipients
+MAX_BACKOFF = 60.0  # seconds: doubling from NOTIFY_BACKOFF never waits longer than this between tries
+SMS_LIMIT = 160  # one SMS segment
+
+# Slack attachment / Discord embed colour per pause type: red for errors, amber for limits, blue for people.
+PAUSE_COLORS: dict[str, str] = {
+    PauseType.RETRY_LIMIT: "#e8590c",
+    PauseType.CRITICAL_ERROR: "#d32f2f",
+    PauseType.BUDGET: "#f59f00",
+    PauseType.TURN_CAP: "#f59f00",
+    PauseType.CIRCUIT_OPEN: "#c2255c",
+    PauseType.RATE_LIMIT: "#868e96",
+    PauseType.HELP_REQUESTED: "#1c7ed6",
+    PauseType.MERGE_CONFLICT: "#7048e8",
+    PauseType.MANUAL: "#495057",
+}
+DEFAULT_COLOR = "#868e96"
+
+
+class SendError(Exception):
+    """One failed attempt. `message` is safe to store: it never holds a URL, a token or a message body."""
+
+    def __init__(self, message: str, *, status: int | None = None, retryable: bool = True) -> None:
+        super().__init__(message)
+        self.message = message[:200]
+        self.status = status
+        self.retryable = retryable
+
+
+@dataclass(frozen=True)
+class Job:
+    """One delivery: `send` makes one attempt and returns the HTTP status (None for email). `target` is masked.
+    A job with a `problem` cannot be sent (missing configuration) and makes no request."""
+
+    channel: str
+    format: str
+    target: str
+    send: Callable[[], int | None] | None = None
+    problem: str = ""
+
+
+@dataclass(frozen=True)
+class Outcome:
+    ok: bool
+    attempts: int
+    status: int | None = None
+    error: str = ""
+
+
+@dataclass(frozen=True)
+class RetryPolicy:
+    """Read from settings in the calling thread, so worker threads never consult (overridable) settings."""
+
+    tries: int
+    backoff: float
+    timeout: float
+
+    @classmethod
+    def from_settings(cls) -> RetryPolicy:
+        return cls(tries=settings.NOTIFY_RETRIES, backoff=settings.NOTIFY_BACKOFF, timeout=settings.NOTIFY_TIMEOUT)
+
+
+# -- the entry point ---------------------------------------------------------------------------------------------
+
+
+def notify_pause(*, pause: PausedSession) -> list[InterventionAction]:
+    """Tell the project's people that `pause` happened, on every enabled channel; one audit row per delivery."""
+    pref = NotificationPreference.objects.filter(project_id=pause.project_id).first()
+    if pref is None:
+        return [_skipped(pause, reason="no_preferences", detail="the project has no notification preferences")]
+    if not pref.wants(pause.pause_type):
+        return [_skipped(pause, reason="not_wanted", detail=f"notifications for {pause.pause_type} are off")]
+    message = pause_message(pause=pause)
+    policy = RetryPolicy.from_settings()
+    jobs = _jobs(pref=pref, message=message, policy=policy)
+    if not jobs:
+        return [_skipped(pause, reason="no_channel", detail="no notification channel is enabled")]
+    next_allowed_at = _claim_slot(pref)
+    if next_allowed_at is not None:
+        return [_skipped(pause, reason="rate_limited", next_allowed_at=next_allowed_at.isoformat())]
+    outcomes = _send_all(jobs, policy)
+    return [_record(pause, job, outcome) for job, outcome in zip(jobs, outcomes, strict=True)]
+
+
+def _skipped(pause: PausedSession, *, reason: str, **details: str) -> InterventionAction:
+    log.info("notification for pause %s skipped: %s", pause.pk, reason)
+    return action_record(pause=pause, action_type=ActionType.NOTIFICATION, status=ActionStatus.SKIPPED,
+                         details={"reason": reason, **details})
+
+
+def _claim_slot(pref: NotificationPreference) -> datetime | None:
+    """Take the project's notification slot with one conditional UPDATE, so two workers never both send.
+
+    Returns None when claimed, else when the next notification is allowed."""
+    now = timezone.now()
+    interval = timedelta(seconds=pref.min_notification_interval)
+    due = Q(last_notified_at__isnull=True) | Q(last_notified_at__lte=now - interval)
+    if NotificationPreference.objects.filter(pk=pref.pk).filter(due).update(last_notified_at=now) == 1:
+        return None
+    last = NotificationPreference.objects.filter(pk=pref.pk).values_list("last_notified_at", flat=True).first()
+    return (last or now) + interval
+
+
+def _record(pause: PausedSession, job: Job, outcome: Outcome) -> InterventionAction:
+    status = ActionStatus.OK if outcome.ok else ActionStatus.FAILED
+    details = {"channel": job.channel, "format": job.format, "target": job.target,
+               "attempts": outcome.attempts, "http_status": outcome.status, "error": outcome.error}
+    if outcome.ok:
+        log.info("notification for pause %s via %s to %s sent (attempts: %d)", pause.pk, job.channel, job.target,
+                 outcome.attempts)
+    else:
+        log.warning("notification for pause %s via %s to %s failed (attempts: %d): %s", pause.pk, job.channel,
+                    job.target, outcome.attempts, outcome.error)
+    return action_record(pause=pause, action_type=ActionType.NOTIFICATION, status=status, details=details)
+
+
+# -- the message, shared by every channel --------------------------------------------------------------------------
+
+
+def pause_message(*, pause: PausedSession) -> dict[str, Any]:
+    """Everything a notification says about `pause`, as plain data (worker threads read it, never the models)."""
+    project, task = pause.project, pause.current_task
+    label = _pause_label(pause.pause_type)
+    link = f"{settings.SITE_URL}/interventions/?project={project.slug}"
+    return {
+        "title": f"YokeFlow: session #{pause.session_id} paused — {label}",
+        "pause_id": pause.pk,
+        "pause_type": pause.pause_type,
+        "pause_label": label,
+        "reason": pause.pause_reason,
+        "session_id": pause.session_id,
+        "project": {"id": project.pk, "slug": project.slug, "name": project.name},
+        "task": {"key": task.key, "title": task.title} if task is not None else None,
+        "blocker": _blocker_summary(pause.blocker_info or {}),
+        "retries": _retry_summary(pause.retry_stats or {}),
+        "blocker_info": pause.blocker_info or {},
+        "retry_stats": pause.retry_stats or {},
+        "paused_at": pause.paused_at.isoformat(),
+        "paused_at_epoch": int(pause.paused_at.timestamp()),
+        "paused_at_text": timezone.localtime(pause.paused_at).strftime("%Y-%m-%d %H:%M %Z"),
+        "link": link,
+        "resume_command": f'yokeflow resume {pause.pk} --by NAME --notes "..."',
+        "color": PAUSE_COLORS.get(pause.pause_type, DEFAULT_COLOR),
+    }
+
+
+def _pause_label(pause_type: str) -> str:
+    return PauseType(pause_type).label if pause_type in PauseType.values else pause_type
+
+
+def _blocker_summary(info: dict[str, Any]) -> str:
+    """The command and the last lines of its output first (what a person needs), then the other findings."""
+    lines = []
+    if info.get("command"):
+        lines.append(f"Command: {info['command']}")
+    output = str(info.get("output_tail") or info.get("output") or "").strip()
+    if output:
+        lines.append("Output (last lines):\n" + "\n".join(output.splitlines()[-5:]))
+    for key, value in info.items():
+        if key not in {"command", "output_tail", "output"} and value not in (None, "", [], {}):
+            lines.append(f"{key.replace('_', ' ').capitalize()}: {_short(value)}")
+    return "\n".join(lines)[:1000]
+
+
+def _retry_summary(stats: dict[str, Any]) -> str:
+    lines = []
+    for signature, entry in list(stats.items())[:5]:
+        entry = entry if isinstance(entry, dict) else {"count": entry}
+        line = f"{entry.get('command') or signature}: {entry.get('count', '?')} tries"
+        if entry.get("last_error"):
+            line += f" (last error: {_short(entry['last_error'])})"
+        lines.append(line)
+    return "\n".join(lines)[:600]
+
+
+def _short(value: Any, limit: int = 200) -> str:
+    text = value if isinstance(value, str) else json.dumps(value, default=str)
+    return text if len(text) <= limit else text[: limit - 1] + "…"
+
+
+# -- jobs per channel ------------------------------------------------------------------------------------------------
+
+
+def _jobs(*, pref: NotificationPreference, message: dict[str, Any], policy: RetryPolicy) -> list[Job]:
+    jobs = []
+    if pref.webhook_enabled:
+        jobs.append(_webhook_job(pref=pref, message=message, policy=policy))
+    if pref.email_enabled:
+        jobs.append(_email_job(pref=pref, message=message))
+    if pref.sms_enabled:
+        jobs.extend(_sms_jobs(pref=pref, message=message, policy=policy))
+    return jobs
+
+
+def _webhook_job(*, pref: NotificationPreference, message: dict[str, Any], policy: RetryPolicy) -> Job:
+    url = pref.webhook_url
+    fmt = webhook_format_for(url=url, fmt=pref.webhook_format)
+    if not url:
+        return Job(channel="webhook", format=fmt, target="", problem="the webhook URL is not set (or unreadable)")
+    body = json.dumps(webhook_payload(message=message, fmt=fmt)).encode()
+    headers = {"Content-Type": "application/json"}
+    return Job(channel="webhook", format=fmt, target=mask(url),
+               send=lambda: http_post(url, body=body, headers=headers, timeout=policy.timeout))
+
+
+def _email_job(*, pref: NotificationPreference, message: dict[str, Any]) -> Job:
+    addresses = [address for address in pref.email_addresses or [] if address]
+    target = ", ".join(addresses)
+    if not addresses:
+        return Job(channel="email", format="text+html", target="", problem="no email addresses are set")
+    email = EmailMultiAlternatives(subject=message["title"], body=render_to_string(
+        "interventions/email/pause.txt", message), from_email=settings.DEFAULT_FROM_EMAIL, to=addresses)
+    email.attach_alternative(render_to_string("interventions/email/pause.html", message), "text/html")
+    mailer = mailers.default  # created here: reading MAILERS belongs to the calling thread
+    return Job(channel="email", format="text+html", target=target, send=lambda: send_email(email, mailer=mailer))
+
+
+def _sms_jobs(*, pref: NotificationPreference, message: dict[str, Any], policy: RetryPolicy) -> list[Job]:
+    numbers = [number for number in pref.sms_numbers or [] if number]
+    sid = pref.twilio_account_sid or settings.TWILIO_ACCOUNT_SID or ""
+    token = pref.twilio_auth_token or settings.TWILIO_AUTH_TOKEN or ""
+    sender = pref.twilio_from_number or settings.TWILIO_FROM_NUMBER or ""
+    if not numbers:
+        return [Job(channel="sms", format="twilio", target="", problem="no SMS numbers are set")]
+    if not (sid and token and sender):
+        targets = ", ".join(mask_phone(number) for number in numbers)
+        return [Job(channel="sms", format="twilio", target=targets, problem="SMS credentials are not configured")]
+    url = f"{settings.TWILIO_API_BASE}/2010-04-01/Accounts/{urllib.parse.quote(sid)}/Messages.json"
+    auth = "Basic " + base64.b64encode(f"{sid}:{token}".encode()).decode()
+    text = sms_body(message=message)
+    return [_sms_job(url=url, auth=auth, sender=sender, number=number, text=text, policy=policy)
+            for number in numbers]
+
+
+def _sms_job(*, url: str, auth: str, sender: str, number: str, text: str, policy: RetryPolicy) -> Job:
+    body = urllib.parse.urlencode({"To": number, "From": sender, "Body": text}).encode()
+    headers = {"Content-Type": "application/x-www-form-urlencoded", "Authorization": auth}
+    return Job(channel="sms", format="twilio", target=mask_phone(number),
+               send=lambda: http_post(url, body=body, headers=headers, timeout=policy.timeout))
+
+
+def mask_phone(number: str) -> str:
+    """`+15551234567` → `…4567`: enough to tell recipients apart in the audit trail."""
+    digits = "".join(char for char in number if char.isdigit())
+    return f"…{digits[-4:]}" if len(digits) > 4 else "…"
+
+
+# -- formats -----------------------------------------------------------------------------------------------------------
+
+
+def webhook_format_for(*, url: str, fmt: str = WebhookFormat.AUTO) -> str:
+    """The payload format for `url`: an explicit choice wins; `auto` looks at the host (never the path, so a
+    generic endpoint whose path mentions Slack stays generic)."""
+    if fmt != WebhookFormat.AUTO:
+        return str(fmt)
+    parts = urllib.parse.urlsplit(url or "")
+    host = (parts.hostname or "").lower()
+    if host == "hooks.slack.com":
+        return WebhookFormat.SLACK.value
+    is_discord = any(host == name or host.endswith("." + name) for name in ("discord.com", "discordapp.com"))
+    if is_discord and parts.path.startswith("/api/webhooks"):
+        return WebhookFormat.DISCORD.value
+    return WebhookFormat.GENERIC.value
+
+
+def webhook_payload(*, message: dict[str, Any], fmt: str) -> dict[str, Any]:
+    builders = {WebhookFormat.SLACK: _slack_payload, WebhookFormat.DISCORD: _discord_payload}
+    return builders.get(fmt, _generic_payload)(message)
+
+
+def _fields(message: dict[str, Any]) -> list[tuple[str, str, bool]]:
+    """(name, value, short) for the chat formats; empty values are left out (Discord refuses them)."""
+    project, task = message["project"], message["task"]
+    fields = [
+        ("Project", f"{project['name']} ({project['slug']})", True),
+        ("Task", f"{task['key']}: {task['title']}" if task else "", True),
+        ("Pause type", message["pause_label"], True),
+        ("Blocker", message["blocker"], False),
+        ("Retries", message["retries"], False),
+        ("Resume", message["resume_command"], False),
+    ]
+    return [(name, value, short) for name, value, short in fields if value]
+
+
+def _slack_payload(message: dict[str, Any]) -> dict[str, Any]:
+    attachment = {
+        "color": message["color"], "title": message["title"], "title_link": message["link"],
+        "text": message["reason"],
+        "fields": [{"title": name, "value": value, "short": short} for name, value, short in _fields(message)],
+        "footer": "YokeFlow", "ts": message["paused_at_epoch"],
+    }
+    return {"text": f"{message['title']} <{message['link']}|Open interventions>", "attachments": [attachment]}
+
+
+def _discord_payload(message: dict[str, Any]) -> dict[str, Any]:
+    # Discord's limits: title 256, description 4096, field value 1024 characters.
+    embed = {
+        "title": message["title"][:256], "url": message["link"], "description": message["reason"][:4096],
+        "color": int(message["color"].lstrip("#"), 16),
+        "fields": [{"name": name, "value": value[:1024], "inline": short} for name, value, short in _fields(message)],
+        "timestamp": message["paused_at"],
+    }
+    return {"content": message["title"][:2000], "embeds": [embed]}
+
+
+def _generic_payload(message: dict[str, Any]) -> dict[str, Any]:
+    return {"event": "session_paused", "pause": {
+        "id": message["pause_id"], "type": message["pause_type"], "reason": message["reason"],
+        "session_id": message["session_id"], "project": message["project"], "task": message["task"],
+        "paused_at": message["paused_at"], "blocker_info": message["blocker_info"],
+        "retry_stats": message["retry_stats"], "resume_url": message["link"],
+        "resume_command": message["resume_command"],
+    }}
+
+
+def sms_body(*, message: dict[str, Any]) -> str:
+    """One segment: where it paused, why, and the command that continues it; the place is shortened to fit."""
+    task = message["task"]
+    where = message["project"]["slug"] + (f" {task['key']}" if task else "")
+    tail = f" paused ({message['pause_type']}). yokeflow resume {message['pause_id']}"
+    room = SMS_LIMIT - len("YokeFlow: ") - len(tail)
+    if len(where) > room:
+        where = where[: max(room - 1, 0)] + "…"
+    return f"YokeFlow: {where}{tail}"[:SMS_LIMIT]
+
+
+# -- sending (worker threads: no database, no settings) ------------------------------------------------------------
+
+
+def http_post(url: str, *, body: bytes, headers: dict[str, str], timeout: float) -> int:
+    """One POST; a status >= 400 or a connection problem raises SendError (retryable: 429, 5xx, connection)."""
+    request = urllib.request.Request(url, data=body, headers={"User-Agent": USER_AGENT, **headers}, method="POST")
+    try:
+        with urllib.request.urlopen(request, timeout=timeout) as response:
+            return response.status
+    except urllib.error.HTTPError as exc:
+        exc.close()
+        # The response body is not kept: providers echo phone numbers and request details in their errors.
+        raise SendError(f"HTTP {exc.code} {exc.reason}", status=exc.code,
+                        retryable=exc.code == 429 or exc.code >= 500) from None
+    except urllib.error.URLError as exc:  # refused, DNS, TLS; the reason never holds the URL
+        raise SendError(f"connection failed: {exc.reason}") from None
+    except TimeoutError:
+        raise SendError(f"no answer within {timeout:g} s") from None
+    except OSError as exc:  # a reset or broken connection mid-response
+        raise SendError(f"connection failed: {exc.strerror or type(exc).__name__}") from None
+    except ValueError:  # a malformed URL; its message would quote the URL
+        raise SendError("the URL is not valid", retryable=False) from None
+
+
+def send_email(email: EmailMultiAlternatives, *, mailer: BaseEmailBackend) -> None:
+    """Send through `mailer` (the MAILERS["default"] backend); refusals are final, connection problems retried."""
+    try:
+        mailer.send_messages([email])
+    except (smtplib.SMTPRecipientsRefused, smtplib.SMTPSenderRefused, smtplib.SMTPAuthenticationError) as exc:
+        raise SendError(f"mail refused: {type(exc).__name__}", retryable=False) from None
+    except OSError as exc:  # smtplib's other errors are OSErrors too: a server hiccup, worth another try
+        raise SendError(f"mail failed: {type(exc).__name__}: {exc}") from None
+
+
+def _send_all(jobs: list[Job], policy: RetryPolicy) -> list[Outcome]:
+    with ThreadPoolExecutor(max_workers=min(len(jobs), MAX_WORKERS), thread_name_prefix="notify") as pool:
+        return list(pool.map(lambda job: _deliver(job, policy), jobs))
+
+
+def _deliver(job: Job, policy: RetryPolicy) -> Outcome:
+    if job.send is None:
+        return Outcome(ok=False, attempts=0, error=job.problem)
+    attempts, status = 0, None
+    try:
+        for attempt in _retrying(policy):
+            with attempt:
+                attempts = attempt.retry_state.attempt_number
+                status = job.send()
+    except SendError as exc:
+        return Outcome(ok=False, attempts=attempts, status=exc.status, error=exc.message)
+    except Exception as exc:  # a bug must not cost the other channels their audit rows; logged without values
+        log.error("notification via %s to %s raised %s", job.channel, job.target, type(exc).__name__)
+        return Outcome(ok=False, attempts=attempts, error=f"unexpected {type(exc).__name__}")
+    return Outcome(ok=True, attempts=attempts, status=status)
+
+
+def _retrying(policy: RetryPolicy) -> Retrying:
+    return Retrying(
+        stop=stop_after_attempt(policy.tries),
+        wait=wait_exponential(multiplier=policy.backoff, max=MAX_BACKOFF),
+        retry=retry_if_exception(lambda exc: isinstance(exc, SendError) and exc.retryable),
+        reraise=True,
+    )

@@ -1,0 +1,129 @@
+"""Writing interventions: opening a pause, resolving it (which continues the session), auditing every step,
+and the notification preferences."""
+
+from __future__ import annotations
+
+import logging
+from typing import Any
+
+from django.db import IntegrityError, transaction
+from django.utils import timezone
+
+from apps.agents.models import AgentSession
+from apps.core.errors import ConflictError, ValidationError, YokeFlowError
+from apps.core.jobs import enqueue
+from apps.interventions.models import InterventionAction, PausedSession, PauseType
+from apps.interventions.signals import pause_resolved
+from apps.projects.models import Project
+
+log = logging.getLogger(__name__)
+
+Action = InterventionAction
+
+
+def action_record(*, pause: PausedSession | None = None, project: Project | None = None, action_type: str,
+                  status: str, details: dict[str, Any] | None = None) -> InterventionAction:
+    """One audit row. `details` must never hold a secret: callers mask URLs and tokens first."""
+    project_id = pause.project_id if pause is not None else getattr(project, "pk", None)
+    return InterventionAction.objects.create(pause=pause, project_id=project_id, action_type=action_type,
+                                             action_status=status, action_details=details or {})
+
+
+def _task_description(session: AgentSession) -> str:
+    task = session.task
+    if task is None:
+        return f"{session.kind} session"
+    return f"{task.key}: {task.title}\n\n{task.description}".strip()[:4000]
+
+
+def pause_open(*, session: AgentSession, pause_type: str, reason: str, blocker_info: dict | None = None,
+               retry_stats: dict | None = None, can_auto_resume: bool = False,
+               provider_account: str = "") -> PausedSession:
+    """Record that `session` paused and why; then (after commit) try a safe recovery and notify people.
+
+    Idempotent: a session has at most one open pause (the database refuses a second), so a repeated call (a
+    redelivered job) returns the open one.
+    """
+    if pause_type not in PauseType.values:
+        raise ValidationError(f"pause_type: {pause_type!r} is not one of {', '.join(PauseType.values)}",
+                              code="invalid_fields", details={"fields": {"pause_type": ["unknown type"]}})
+    existing = PausedSession.objects.filter(session=session, resolved=False).first()
+    if existing is not None:
+        return existing
+    try:
+        with transaction.atomic():
+            pause = PausedSession.objects.create(
+                session=session, project_id=session.project_id, pause_type=pause_type, pause_reason=reason[:4000],
+                blocker_info=blocker_info or {}, retry_stats=retry_stats or {}, current_task_id=session.task_id,
+                current_task_description=_task_description(session), can_auto_resume=can_auto_resume,
+                provider_account=provider_account)
+            action_record(pause=pause, action_type=Action.Type.PAUSED, status=Action.Status.OK,
+                          details={"type": pause_type, "reason": reason[:500], "session": session.pk})
+            enqueue("apps.interventions.jobs.pause_opened", pause.pk)
+    except IntegrityError:  # another process opened it between the check and the insert
+        return PausedSession.objects.get(session=session, resolved=False)
+    log.info("session %s paused (%s): %s", session.pk, pause_type, reason[:200])
+    return pause
+
+
+def pause_resolve(*, pause: PausedSession, by: str, notes: str = "") -> PausedSession:
+    """Resolve the pause and continue its session from the checkpoint with `notes` as the resume message.
+
+    Resolving twice is refused with who resolved it and when. The continuation is queued in the same transaction
+    (through the `pause_resolved` signal): if it cannot be queued, the pause stays open.
+    """
+    by = (by or "").strip()
+    if not by:
+        raise ValidationError("resolved_by: say who resolves the pause", code="invalid_fields",
+                              details={"fields": {"resolved_by": ["required"]}})
+    if not pause_resolved.has_listeners(PausedSession):
+        raise NotImplementedError("no runner listens to pause_resolved: install apps.orchestration")
+    try:
+        with transaction.atomic():
+            locked = PausedSession.objects.select_for_update().select_related("session", "project").get(pk=pause.pk)
+            _check_open(locked)
+            locked.resolved, locked.resolved_at = True, timezone.now()
+            locked.resolved_by, locked.resolution_notes = by[:150], notes.strip()
+            locked.save(update_fields=["resolved", "resolved_at", "resolved_by", "resolution_notes", "updated"])
+            action_record(pause=locked, action_type=Action.Type.RESUMED, status=Action.Status.OK,
+                          details={"by": locked.resolved_by, "notes": locked.resolution_notes[:500]})
+            pause_resolved.send(sender=PausedSession, pause=locked, by=locked.resolved_by,
+                                notes=locked.resolution_notes)
+    except YokeFlowError as exc:
+        action_record(pause=pause, action_type=Action.Type.RESUME_REFUSED, status=Action.Status.REFUSED,
+                      details={"by": by[:150], "error": exc.code, "message": exc.message[:500]})
+        raise
+    log.info("pause %s resolved by %s", pause.pk, by)
+    return locked
+
+
+def _check_open(pause: PausedSession) -> None:
+    if pause.resolved:
+        when = timezone.localtime(pause.resolved_at).strftime("%Y-%m-%d %H:%M:%S")
+        raise ConflictError(f"pause #{pause.pk} was already resolved by {pause.resolved_by} at {when}; "
+                            "a pause is resumed once", code="already_resolved", recoverable=False)
+
+
+def pause_followup(*, pause: PausedSession) -> None:
+    """After a pause is committed: try its safe automatic recovery; a pause that may resume by itself and whose
+    recovery worked continues at once; otherwise people are told. Nothing here can undo the pause."""
+    from apps.interventions.notifications import notify_pause
+    from apps.interventions.recovery import recovery_attempt
+
+    pause.refresh_from_db()
+    if pause.resolved:
+        return
+    if pause.pause_type in (PauseType.RATE_LIMIT, PauseType.CIRCUIT_OPEN):
+        notify_pause(pause=pause)  # holds resume by themselves; notify_on_rate_limit is off by default
+        return
+    action = recovery_attempt(pause=pause) if pause.blocker_info.get("recovery") else None
+    if action is not None and action.action_status == Action.Status.OK and pause.can_auto_resume:
+        what = action.action_details.get("summary") or action.action_details.get("action", "a recovery action")
+        try:
+            pause_resolve(pause=pause, by="automatic recovery",
+                          notes=f"YokeFlow fixed the blocker automatically ({what}). Run the command again.")
+            return
+        except YokeFlowError as exc:  # recorded as resume_refused; a person takes it from here
+            log.warning("pause %s: automatic resume refused: %s", pause.pk, exc.message)
+    notify_pause(pause=pause)
+
