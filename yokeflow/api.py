@@ -18,6 +18,7 @@ from ninja.security import HttpBearer, SessionAuth
 from apps.agents.api import router as agents_router
 from apps.core.errors import YokeFlowError, http_status
 from apps.core.tokens import token_authenticate
+from apps.interventions.api import router as interventions_router
 from apps.orchestration.api import router as orchestration_router
 from apps.projects.api import router as projects_router
 
@@ -82,3 +83,4 @@ def http_error(request: HttpRequest, exc: HttpError) -> HttpResponse:
 api.add_router("/projects", projects_router)
 api.add_router("/", agents_router)
 api.add_router("/", orchestration_router)
+api.add_router("/", interventions_router)

@@ -167,8 +167,16 @@ class NotificationPreference(BaseModel):
         return mask(self.webhook_url)
 
     @property
-    def twilio_auth_token_masked(self) -> str:
-        return mask(self.twilio_auth_token, keep=2)
+    def webhook_url_set(self) -> bool:
+        return bool(self.webhook_url)
+
+    @property
+    def twilio_account_sid_masked(self) -> str:
+        return mask(self.twilio_account_sid)
+
+    @property
+    def twilio_auth_token_set(self) -> bool:
+        return bool(self.twilio_auth_token)
 
     def wants(self, pause_type: str) -> bool:
         return bool(getattr(self, NOTIFY_SWITCH.get(pause_type, "notify_on_critical_error")))

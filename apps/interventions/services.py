@@ -12,7 +12,7 @@ from django.utils import timezone
 from apps.agents.models import AgentSession
 from apps.core.errors import ConflictError, ValidationError, YokeFlowError
 from apps.core.jobs import enqueue
-from apps.interventions.models import InterventionAction, PausedSession, PauseType
+from apps.interventions.models import InterventionAction, NotificationPreference, PausedSession, PauseType
 from apps.interventions.signals import pause_resolved
 from apps.projects.models import Project
 
@@ -127,3 +127,42 @@ def pause_followup(*, pause: PausedSession) -> None:
             log.warning("pause %s: automatic resume refused: %s", pause.pk, exc.message)
     notify_pause(pause=pause)
 
+
+
+PREFERENCE_FIELDS = frozenset({
+    "webhook_enabled", "webhook_url", "webhook_format", "email_enabled", "email_addresses", "sms_enabled",
+    "sms_numbers", "twilio_account_sid", "twilio_auth_token", "twilio_from_number", "notify_on_retry_limit",
+    "notify_on_critical_error", "notify_on_timeout", "notify_on_manual_pause", "notify_on_budget",
+    "notify_on_merge_conflict", "notify_on_rate_limit", "min_notification_interval"})
+
+
+def preference_update(*, project: Project, changes: dict[str, Any]) -> NotificationPreference:
+    """Create or change the project's notification preferences; fields not given keep their value.
+
+    An enabled channel needs its targets (a webhook URL, addresses, numbers), checked on the result."""
+    unknown = set(changes) - PREFERENCE_FIELDS
+    if unknown:
+        raise ValidationError(f"unknown fields: {', '.join(sorted(unknown))}", code="invalid_fields",
+                              details={"fields": {name: ["unknown field"] for name in sorted(unknown)}})
+    with transaction.atomic():
+        pref = NotificationPreference.objects.select_for_update().filter(project=project).first() \
+            or NotificationPreference(project=project)
+        for name, value in changes.items():
+            setattr(pref, name, value)
+        _check_channels(pref)
+        pref.save()
+    log.info("notification preferences of %s changed: %s", project.slug, ", ".join(sorted(changes)))
+    return pref
+
+
+def _check_channels(pref: NotificationPreference) -> None:
+    missing = {}
+    if pref.webhook_enabled and not pref.webhook_url:
+        missing["webhook_url"] = ["required when webhook_enabled"]
+    if pref.email_enabled and not pref.email_addresses:
+        missing["email_addresses"] = ["at least one address when email_enabled"]
+    if pref.sms_enabled and not pref.sms_numbers:
+        missing["sms_numbers"] = ["at least one number when sms_enabled"]
+    if missing:
+        raise ValidationError(f"{', '.join(missing)}: missing for an enabled channel", code="invalid_fields",
+                              details={"fields": missing})

@@ -1,0 +1,57 @@
+"""Reads of interventions, limited to the projects the user may see."""
+
+from __future__ import annotations
+
+from django.db.models import Prefetch, QuerySet
+
+from apps.core.errors import NotFoundError, PermissionDeniedError
+from apps.core.validation import as_id
+from apps.interventions.models import InterventionAction, NotificationPreference, PausedSession
+from apps.projects.models import Project
+from apps.projects.selectors import User, can_operate, project_get, projects_visible_to
+
+HISTORY_LIMIT_MAX = 500
+
+
+def _pauses(user: User, project_ref: int | str | None) -> QuerySet[PausedSession]:
+    rows = PausedSession.objects.select_related("project", "session", "current_task").prefetch_related(
+        Prefetch("actions", queryset=InterventionAction.objects.order_by("created", "pk")))
+    if project_ref not in (None, ""):
+        return rows.filter(project=project_get(user=user, project_id=project_ref))
+    return rows.filter(project__in=projects_visible_to(user).values("pk"))
+
+
+def pauses_active(*, user: User, project_id: int | str | None = None) -> QuerySet[PausedSession]:
+    """Unresolved pauses, oldest first (the longest wait at the top)."""
+    return _pauses(user, project_id).filter(resolved=False).order_by("paused_at", "pk")
+
+
+def pauses_history(*, user: User, project_id: int | str | None = None, limit: int = 50) -> QuerySet[PausedSession]:
+    """Resolved pauses, most recently resolved first."""
+    limit = max(1, min(int(limit), HISTORY_LIMIT_MAX))
+    return _pauses(user, project_id).filter(resolved=True).order_by("-resolved_at", "-pk")[:limit]
+
+
+def pause_get(*, user: User, pause_id: int | str, operate: bool = False) -> PausedSession:
+    """A pause the user may see (and resume, with `operate`); another project's pause is "not found"."""
+    pk = as_id(str(pause_id))
+    pause = _pauses(user, None).filter(pk=pk).first() if pk is not None else None
+    if pause is None:
+        raise NotFoundError(f"intervention {pause_id!r} not found", code="intervention_not_found")
+    if operate and not can_operate(user, pause.project):
+        raise PermissionDeniedError(f"you may view project {pause.project.slug!r} but not resume its sessions")
+    return pause
+
+
+def pause_find(pause_id: int | str) -> PausedSession:
+    """Any pause by id (the command line acts as the operator)."""
+    pk = as_id(str(pause_id))
+    pause = PausedSession.objects.select_related("project", "session").filter(pk=pk).first() if pk else None
+    if pause is None:
+        raise NotFoundError(f"intervention {pause_id!r} not found", code="intervention_not_found")
+    return pause
+
+
+def preference_for(*, project: Project) -> NotificationPreference:
+    """The project's preferences, or unsaved defaults when none were set."""
+    return NotificationPreference.objects.filter(project=project).first() or NotificationPreference(project=project)
