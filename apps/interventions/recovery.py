@@ -3,7 +3,7 @@
 What the critical-error detector found (`pause.blocker_info["pattern"]`) picks at most one repair:
 
 - `address_in_use` → `free_port`: stops the processes listening on the port, but only when every one of them
-  belongs to the paused session (its environment carries `YOKEFLOW_SESSION=<session id>`, which every process
+  belongs to the paused session (its environment carries `YOKEFLOW_AGENT_RUN=<session id>`, which every process
   a session starts inherits) and runs as our user. If any listener is someone else's — another session, the
   person's own server, YokeFlow itself, a process whose environment cannot be read — nothing is stopped at all:
   killing a process we cannot attribute could take down work that is not ours.

@@ -5,6 +5,7 @@ person's resume continues the same conversation to a merged task."""
 from __future__ import annotations
 
 import json
+import socket
 from pathlib import Path
 
 import pytest
@@ -132,3 +133,35 @@ def test_a_turn_cap_pause_resumes_with_more_turns(looping, settings):
     again = PausedSession.objects.get(session=session, resolved=False)
     assert again.pause_type == "turn_cap" and again.blocker_info["turn_cap"] == 2
     assert InterventionAction.objects.filter(pause=pause, action_type="resumed").count() == 1
+
+
+def _free_port() -> int:
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        return probe.getsockname()[1]
+
+
+def test_a_port_held_by_the_sessions_own_leftover_is_freed_and_the_session_resumes_by_itself(looping, settings):
+    port = _free_port()
+    bind = (f"python3 -c \"import socket; s = socket.socket(); s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, "
+            f"1); s.bind(('127.0.0.1', {port})); s.listen()\"")
+    leftover = (f"setsid python3 -c \"import socket, time; s = socket.socket(); s.bind(('127.0.0.1', {port})); "
+                f"s.listen(); time.sleep(120)\" > /dev/null 2>&1 & sleep 0.5")
+    script = {"turns": [
+        {"content": [{"type": "tool_use", "name": "run_command", "input": {"command": leftover}}]},
+        {"content": [{"type": "tool_use", "name": "run_command", "input": {"command": bind}}]},
+        {"content": [{"type": "tool_use", "name": "run_command", "input": {"command": bind}}]},
+        *LOOPING_AGENT["turns"][3:],
+    ]}
+    (Path(settings.REPLAY_ROOT) / "looping" / "replay" / "A.json").write_text(json.dumps(script))
+    _run(looping)
+
+    pause = PausedSession.objects.get(project=looping, session__task__key="A")
+    assert pause.pause_type == "critical_error" and pause.blocker_info["pattern"] == "address_in_use"
+    assert pause.blocker_info["port"] == port and pause.can_auto_resume
+    recovery = pause.actions.get(action_type="recovery")
+    assert recovery.action_status == "ok", recovery.action_details
+    assert pause.resolved and pause.resolved_by == "automatic recovery"
+    assert not pause.actions.filter(action_type="notification").exists()  # nothing left for a person to do
+    assert AgentSession.objects.get(pk=pause.session_id).status == "completed"
+    assert Task.objects.get(project=looping, key="A").status == "done"

@@ -18,7 +18,9 @@ class CommandInput(Input):
     )
 
 
-SESSION_MARKER = "YOKEFLOW_SESSION"  # every process a session starts carries its id: recovery kills only those
+# Every process a session starts carries its id, so recovery stops only those. (Not "…_SESSION": names like that
+# are treated as secrets and dropped from the environment.)
+SESSION_MARKER = "YOKEFLOW_AGENT_RUN"
 
 
 def command_env(context: ToolContext) -> dict[str, str]:
