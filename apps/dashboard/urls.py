@@ -8,4 +8,6 @@ app_name = "dashboard"
 urlpatterns = [
     path("", views.projects, name="projects"),
     path("projects/<slug:slug>/", views.project, name="project"),
+    path("interventions/", views.interventions, name="interventions"),
+    path("interventions/<int:pause_id>/resume", views.intervention_resume, name="intervention_resume"),
 ]

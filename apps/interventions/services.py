@@ -166,3 +166,16 @@ def _check_channels(pref: NotificationPreference) -> None:
     if missing:
         raise ValidationError(f"{', '.join(missing)}: missing for an enabled channel", code="invalid_fields",
                               details={"fields": missing})
+
+
+def pauses_close(*, session: AgentSession, by: str, notes: str) -> int:
+    """Close the session's open pause without continuing it (the session was cancelled); returns how many."""
+    with transaction.atomic():
+        open_pauses = list(PausedSession.objects.select_for_update().filter(session=session, resolved=False))
+        for pause in open_pauses:
+            PausedSession.objects.filter(pk=pause.pk).update(resolved=True, resolved_at=timezone.now(),
+                                                             resolved_by=by[:150], resolution_notes=notes,
+                                                             updated=timezone.now())
+            action_record(pause=pause, action_type=Action.Type.RESUMED, status=Action.Status.SKIPPED,
+                          details={"by": by[:150], "notes": notes[:500], "continued": False})
+    return len(open_pauses)

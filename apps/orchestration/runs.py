@@ -18,8 +18,8 @@ from apps.agents.providers import model_for_tier, provider_name
 from apps.agents.services import session_create, session_transition
 from apps.core.errors import ConflictError, ValidationError
 from apps.core.jobs import enqueue, jobs_drain  # noqa: F401 - jobs_drain is part of this module's API
-from apps.interventions.models import PauseType
-from apps.interventions.services import pause_open
+from apps.interventions.models import PausedSession, PauseType
+from apps.interventions.services import pause_open, pause_resolve
 from apps.orchestration.repository import repo_ensure
 from apps.projects.models import Project, Task
 from apps.projects.services import task_transition, tasks_refresh_ready
@@ -95,6 +95,11 @@ def session_continue(*, session: AgentSession, notes: str = "", by: str = "", fo
     if session.status == AgentSession.Status.RUNNING and not force and session.lease_live:
         raise ConflictError(f"session {session.pk} is running on {session.lease_owner} and its heartbeat is "
                             f"recent; wait {settings.SESSION_LEASE_SECONDS} s or use force", code="session_leased")
+    pause = PausedSession.objects.filter(session=session, resolved=False).first()
+    if pause is not None:  # resolving the pause records who and why, then continues the session (below, again)
+        pause_resolve(pause=pause, by=by or "operator", notes=notes)
+        session.refresh_from_db()
+        return session
     with transaction.atomic():
         if session.status == AgentSession.Status.PAUSED:
             session = session_transition(session=session, status=AgentSession.Status.QUEUED, cancel_requested=False)

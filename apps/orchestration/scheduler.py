@@ -34,6 +34,7 @@ from apps.agents.services import events_append, session_create, session_request_
 from apps.core.errors import ConflictError, YokeFlowError
 from apps.interventions.detectors import guards_for
 from apps.interventions.holds import hold_active, holds_release
+from apps.interventions.services import pauses_close
 from apps.orchestration.merging import MergeResult, acceptance_run, merge_worktree
 from apps.orchestration.models import ParallelBatch, Worktree
 from apps.orchestration.repository import repo_ensure
@@ -393,8 +394,7 @@ def run_cancel(*, project: Project) -> dict[str, int]:
     with transaction.atomic():
         Project.objects.select_for_update().filter(pk=project.pk).first()
         for session in project.sessions.filter(status__in=OPEN_SESSIONS):
-            session_request_cancel(session=session)
-            counts[session.status] += 1
+            counts[_cancel(session).status] += 1
         set_project_status(project, Project.Status.PAUSED)
     return dict(counts)
 
@@ -410,7 +410,15 @@ def session_kill(*, session: AgentSession) -> AgentSession:
             if task:
                 task_transition(task=task, to=TaskStatus.CANCELLED, error="its session was killed")
         return session
-    return session_request_cancel(session=session)
+    return _cancel(session)
+
+
+def _cancel(session: AgentSession) -> AgentSession:
+    was_paused = session.status == SessionStatus.PAUSED
+    session = session_request_cancel(session=session)
+    if was_paused:  # nobody needs to resume it any more
+        pauses_close(session=session, by="cancelled", notes="the session was cancelled while paused")
+    return session
 
 
 def reap() -> dict[str, list[int]]:
