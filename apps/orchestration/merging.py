@@ -14,8 +14,11 @@ from django.conf import settings
 from django.db import transaction
 from django.utils import timezone
 
+from apps.agents.models import AgentSession
 from apps.agents.sandbox import run_command, scrubbed_env
 from apps.core.errors import SandboxError, YokeFlowError
+from apps.interventions.models import PauseType
+from apps.interventions.services import pause_open, pauses_close
 from apps.orchestration.models import Worktree
 from apps.orchestration.repository import git_out
 from apps.orchestration.worktrees import gitops, repo_lock, session_home, worktree_remove
@@ -110,6 +113,8 @@ def merge_worktree(*, worktree: Worktree, side: str | None = None) -> MergeResul
         result = _merge_locked(worktree, tasks, repo, side)
     if result.ok:
         for task in tasks:
+            for session in AgentSession.objects.filter(task=task, pauses__resolved=False).distinct():
+                pauses_close(session=session, by="merge", notes=f"{worktree.branch} merged as {result.merged[:12]}")
             if task_complete(task=task):
                 result.epics_completed.append(task.epic.key)
             result.done.append(task.key)
@@ -168,6 +173,19 @@ def _pause(worktree: Worktree, tasks: list[Task], reason: str, conflict_files: l
     worktree.refresh_from_db()
     for task in tasks:
         task_transition(task=task, to=TaskStatus.PAUSED, error=reason)
+        _pause_record(worktree, task, reason)
+
+
+def _pause_record(worktree: Worktree, task: Task, reason: str) -> None:
+    """The pause a person sees (and is told about), on the session whose verified work cannot merge."""
+    session = AgentSession.objects.filter(task=task, status=AgentSession.Status.COMPLETED).order_by("-pk").first()
+    if session is None:
+        return
+    pause_type = PauseType.MERGE_CONFLICT if worktree.conflict_files else PauseType.MANUAL
+    pause_open(session=session, pause_type=pause_type, reason=reason, blocker_info={
+        "branch": worktree.branch, "worktree_id": worktree.pk, "files": worktree.conflict_files,
+        "advice": "resolve it (POST /api/worktrees/{id}/resolve ours|theirs, or by hand in the worktree), or "
+                  "resume this pause once the branch merges cleanly"})
 
 
 def _cleanup(worktree: Worktree) -> None:

@@ -7,18 +7,34 @@ from django.conf import settings
 
 from apps.agents.models import AgentSession
 from apps.agents.services import checkpoint_grant_turns
+from apps.core.errors import ConflictError
 from apps.interventions.models import PausedSession, PauseType, ProviderAccount
 from apps.interventions.signals import hold_released, pause_resolved
 from apps.orchestration import runs, scheduler
+from apps.orchestration.models import Worktree
 from apps.projects.models import Project
 
 
 def pause_continue(sender: type, *, pause: PausedSession, by: str, notes: str, **kwargs: object) -> None:
     """Queue the continuation of the paused session, with the resolution notes as its resume message."""
     session = AgentSession.objects.select_related("project", "task").get(pk=pause.session_id)
+    if session.status == AgentSession.Status.COMPLETED:  # its work waits to merge: try the merge again
+        _merge_again(pause)
+        return
     if pause.pause_type == PauseType.TURN_CAP:
         checkpoint_grant_turns(session=session, turns=settings.AGENT_MAX_TURNS)
     runs.session_continue(session=session, notes=notes, by=by)
+
+
+def _merge_again(pause: PausedSession) -> None:
+    worktree = Worktree.objects.select_related("project").filter(pk=pause.blocker_info.get("worktree_id")).first()
+    if worktree is None or not worktree.is_live:
+        return  # merged or removed meanwhile: nothing waits any more
+    result = scheduler.worktree_merge_request(worktree=worktree)
+    if not result.ok:
+        problem = ", ".join(result.conflict_files) or "; ".join(result.failures)
+        raise ConflictError(f"{worktree.branch} still does not merge ({problem}); resolve it with ours/theirs or "
+                            "by hand in its worktree, then resume", code="merge_still_blocked")
 
 
 def hold_ended(sender: type, *, account: str, **kwargs: object) -> None:

@@ -15,6 +15,8 @@ from git import Repo
 
 from apps.agents.models import AgentSession
 from apps.core.errors import ConflictError
+from apps.interventions.models import PausedSession
+from apps.interventions.services import pause_resolve
 from apps.orchestration import runs, scheduler
 from apps.orchestration.merging import task_complete
 from apps.orchestration.models import ParallelBatch, Worktree
@@ -110,6 +112,14 @@ def test_dependents_of_a_conflicted_task_wait_for_the_resolution(replay_project)
 
     statuses = dict(project.tasks.values_list("key", "status"))
     assert statuses == {"A": "done", "B": "paused", "C": "pending"}
+    # People see it as an intervention on B's (completed) session, with the files.
+    pause = PausedSession.objects.get(project=project, resolved=False)
+    assert pause.pause_type == "merge_conflict" and pause.session == sessions["B"]
+    assert pause.blocker_info["files"] == ["x.txt"]
+    # Resuming while the branch still conflicts is refused, and the pause stays open.
+    with pytest.raises(ConflictError, match="still does not merge"):
+        pause_resolve(pause=pause, by="alice", notes="try again")
+    assert not PausedSession.objects.get(pk=pause.pk).resolved
 
     runs.jobs_drain(lambda: scheduler.worktree_merge_request(
         worktree=Worktree.objects.get(project=project, status="conflict"), side="ours"))
@@ -124,6 +134,8 @@ def test_dependents_of_a_conflicted_task_wait_for_the_resolution(replay_project)
         worktree=Worktree.objects.get(project=project, task=b), side="theirs"))
 
     assert dict(project.tasks.values_list("key", "status")) == {"A": "done", "B": "done", "C": "done"}
+    closed = PausedSession.objects.get(project=project, session=sessions["B"])
+    assert closed.resolved and closed.resolved_by == "merge"
 
 
 def test_a_worktree_gets_the_env_files_the_setup_command_and_its_own_ports(replay_project, claude, settings):
