@@ -51,11 +51,13 @@ def _script(turns: int) -> dict:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--turns", type=int, default=200)
+    parser.add_argument("--no-guards", action="store_true", help="without the intervention detectors a run uses")
     args = parser.parse_args()
     call_command("migrate", verbosity=0)
     from apps.agents.coding import coding_session_run
     from apps.agents.loop import LoopConfig
     from apps.agents.services import session_create
+    from apps.interventions.detectors import guards_for
     from apps.orchestration.repository import repo_ensure
     from apps.projects.plan import plan_import
     from apps.projects.services import project_create, task_transition, tasks_refresh_ready
@@ -74,12 +76,14 @@ def main() -> None:
 
     stamps: list[float] = []
     started = time.perf_counter()
-    outcome = coding_session_run(session=session, config=LoopConfig(max_turns=args.turns + 5),
-                                 hooks=[lambda event, state: stamps.append(time.perf_counter())])
+    guards, hooks = ([], []) if args.no_guards else guards_for(account="replay")
+    outcome = coding_session_run(session=session, config=LoopConfig(max_turns=args.turns + 5), guards=guards,
+                                 hooks=[*hooks, lambda event, state: stamps.append(time.perf_counter())])
     total = time.perf_counter() - started
     turns_ms = [(b - a) * 1000 for a, b in zip([started, *stamps], stamps, strict=False)]
     session.refresh_from_db()
-    print(f"database: {django.db.connection.vendor}; {outcome.status} after {session.turns} turns, "
+    guarded = "off" if args.no_guards else "on"
+    print(f"database: {django.db.connection.vendor}; guards: {guarded}; {outcome.status} after {session.turns} turns, "
           f"{session.last_seq} events, {total:.2f} s")
     print(f"per turn: median {statistics.median(turns_ms):.1f} ms, p95 "
           f"{statistics.quantiles(turns_ms, n=20)[18]:.1f} ms, first {turns_ms[0]:.1f} ms, last {turns_ms[-2]:.1f} ms")

@@ -310,6 +310,7 @@ class Loop:
         if give_up:
             raise _Stop(Status.FAILED, give_up["reason"], give_up["message"])
         if reply.tool_uses:
+            self._check_cancel()  # a cancel wins over what the killed command looks like (e.g. SIGKILL)
             self._check_guards("after_tools")
         else:
             self._reask_or_finish()

@@ -14,7 +14,7 @@ from django.http import HttpRequest
 from apps.agents.admin import ReadOnlyAdmin
 from apps.core.errors import ConflictError, PermissionDeniedError, ValidationError, YokeFlowError
 from apps.interventions.models import InterventionAction, NotificationPreference, PausedSession, ProviderAccount
-from apps.interventions.services import PREFERENCE_FIELDS, _check_channels, pause_resolve, preference_update
+from apps.interventions.services import PREFERENCE_FIELDS, pause_resolve, preference_check, preference_update
 from apps.projects.admin import ProjectScopedAdmin
 from apps.projects.selectors import can_operate, projects_visible_to
 
@@ -134,7 +134,7 @@ class NotificationPreferenceForm(forms.ModelForm):
                                           for name in ("webhook_enabled", "webhook_url", "email_enabled",
                                                        "email_addresses", "sms_enabled", "sms_numbers")})
         try:
-            _check_channels(probe)  # the service's own rule, so the form refuses what the service would
+            preference_check(probe)  # the service's own rule, so the form refuses what the service would
         except ValidationError as exc:
             for field, problems in exc.details.get("fields", {}).items():
                 self.add_error(field if field in self.fields else None, "; ".join(problems))

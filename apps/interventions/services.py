@@ -149,13 +149,13 @@ def preference_update(*, project: Project, changes: dict[str, Any]) -> Notificat
             or NotificationPreference(project=project)
         for name, value in changes.items():
             setattr(pref, name, value)
-        _check_channels(pref)
+        preference_check(pref)
         pref.save()
     log.info("notification preferences of %s changed: %s", project.slug, ", ".join(sorted(changes)))
     return pref
 
 
-def _check_channels(pref: NotificationPreference) -> None:
+def preference_check(pref: NotificationPreference) -> None:
     missing = {}
     if pref.webhook_enabled and not pref.webhook_url:
         missing["webhook_url"] = ["required when webhook_enabled"]

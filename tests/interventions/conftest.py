@@ -9,6 +9,7 @@ from apps.agents.services import session_transition
 from apps.interventions.models import PausedSession
 from apps.interventions.services import pause_open
 from tests.agents.conftest import claude, coding_session, fake, task  # noqa: F401 - shared fixtures
+from tests.orchestration.conftest import replay_project  # noqa: F401 - shared fixture
 
 
 @pytest.fixture

@@ -9,8 +9,8 @@ import socket
 from pathlib import Path
 
 import pytest
-from git import Repo
 from django.core import mail
+from git import Repo
 
 from apps.agents.models import AgentSession, Checkpoint
 from apps.core.errors import ConflictError
@@ -20,7 +20,6 @@ from apps.orchestration import runs, scheduler
 from apps.orchestration.models import Worktree
 from apps.projects.models import Project, Task
 from tests.interventions.fakes import FakeHTTPServer, closed_port_url
-from tests.orchestration.conftest import replay_project  # noqa: F401 - fixture
 
 pytestmark = pytest.mark.django_db
 

@@ -16,7 +16,6 @@ from apps.interventions import holds
 from apps.interventions.models import InterventionAction, PausedSession, ProviderAccount
 from apps.orchestration import runs, scheduler
 from apps.projects.models import Project, Task
-from tests.orchestration.conftest import replay_project  # noqa: F401 - fixture
 
 pytestmark = pytest.mark.django_db
 
@@ -91,7 +90,8 @@ def test_repeated_server_failures_open_the_circuit_and_hold_the_account(stormy, 
     account = ProviderAccount.objects.get(fingerprint=provider_account())
     assert account.held and account.consecutive_failures == 2
     # The first failure was an ordinary failed attempt (the task went back to ready); the second opened it.
-    assert AgentSession.objects.filter(project=project, status="failed", stop_reason="provider_server_error").count() == 1
+    failed = AgentSession.objects.filter(project=project, status="failed", stop_reason="provider_server_error")
+    assert failed.count() == 1
 
 
 def test_the_reset_time_comes_from_the_providers_headers(settings):
