@@ -18,6 +18,7 @@ from django_q.models import Schedule
 
 from apps.core.errors import YokeFlowError
 from apps.interventions.models import InterventionAction, PausedSession, PauseType, ProviderAccount
+from apps.interventions.services import pause_resolve
 from apps.interventions.signals import hold_released
 
 log = logging.getLogger(__name__)
@@ -99,8 +100,6 @@ def failures_clear(*, account: str) -> None:
 
 
 def _resume_held(row: ProviderAccount) -> list[int]:
-    from apps.interventions.services import pause_resolve  # services builds on this module
-
     held = PausedSession.objects.filter(provider_account=row.fingerprint, resolved=False, pause_type__in=HELD_TYPES)
     resumed = []
     for pause in held.order_by("paused_at"):

@@ -82,11 +82,7 @@ def pause_resolve(*, pause: PausedSession, by: str, notes: str = "") -> PausedSe
         with transaction.atomic():
             locked = PausedSession.objects.select_for_update().select_related("session", "project").get(pk=pause.pk)
             _check_open(locked)
-            locked.resolved, locked.resolved_at = True, timezone.now()
-            locked.resolved_by, locked.resolution_notes = by[:150], notes.strip()
-            locked.save(update_fields=["resolved", "resolved_at", "resolved_by", "resolution_notes", "updated"])
-            action_record(pause=locked, action_type=Action.Type.RESUMED, status=Action.Status.OK,
-                          details={"by": locked.resolved_by, "notes": locked.resolution_notes[:500]})
+            _mark_resolved(locked, by=by, notes=notes, continued=True)
             pause_resolved.send(sender=PausedSession, pause=locked, by=locked.resolved_by,
                                 notes=locked.resolution_notes)
     except YokeFlowError as exc:
@@ -95,6 +91,16 @@ def pause_resolve(*, pause: PausedSession, by: str, notes: str = "") -> PausedSe
         raise
     log.info("pause %s resolved by %s", pause.pk, by)
     return locked
+
+
+def _mark_resolved(pause: PausedSession, *, by: str, notes: str, continued: bool) -> None:
+    """Write the resolution and its audit row (the caller holds the row lock)."""
+    pause.resolved, pause.resolved_at = True, timezone.now()
+    pause.resolved_by, pause.resolution_notes = by[:150], notes.strip()
+    pause.save(update_fields=["resolved", "resolved_at", "resolved_by", "resolution_notes", "updated"])
+    action_record(pause=pause, action_type=Action.Type.RESUMED,
+                  status=Action.Status.OK if continued else Action.Status.SKIPPED,
+                  details={"by": pause.resolved_by, "notes": pause.resolution_notes[:500], "continued": continued})
 
 
 def _check_open(pause: PausedSession) -> None:
@@ -107,6 +113,7 @@ def _check_open(pause: PausedSession) -> None:
 def pause_followup(*, pause: PausedSession) -> None:
     """After a pause is committed: try its safe automatic recovery; a pause that may resume by itself and whose
     recovery worked continues at once; otherwise people are told. Nothing here can undo the pause."""
+    # Imported here: both modules record their actions through this one.
     from apps.interventions.notifications import notify_pause
     from apps.interventions.recovery import recovery_attempt
 
@@ -173,9 +180,5 @@ def pauses_close(*, session: AgentSession, by: str, notes: str) -> int:
     with transaction.atomic():
         open_pauses = list(PausedSession.objects.select_for_update().filter(session=session, resolved=False))
         for pause in open_pauses:
-            PausedSession.objects.filter(pk=pause.pk).update(resolved=True, resolved_at=timezone.now(),
-                                                             resolved_by=by[:150], resolution_notes=notes,
-                                                             updated=timezone.now())
-            action_record(pause=pause, action_type=Action.Type.RESUMED, status=Action.Status.SKIPPED,
-                          details={"by": by[:150], "notes": notes[:500], "continued": False})
+            _mark_resolved(pause, by=by, notes=notes, continued=False)
     return len(open_pauses)
