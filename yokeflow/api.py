@@ -19,6 +19,7 @@ from apps.agents.api import router as agents_router
 from apps.core.errors import YokeFlowError, http_status
 from apps.core.tokens import token_authenticate
 from apps.interventions.api import router as interventions_router
+from apps.learning.api import router as learning_router
 from apps.orchestration.api import router as orchestration_router
 from apps.projects.api import router as projects_router
 
@@ -84,3 +85,4 @@ api.add_router("/projects", projects_router)
 api.add_router("/", agents_router)
 api.add_router("/", orchestration_router)
 api.add_router("/", interventions_router)
+api.add_router("/", learning_router)

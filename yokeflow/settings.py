@@ -168,6 +168,30 @@ RECOVERY_PIP_ALLOWLIST = envlist("RECOVERY_PIP_ALLOWLIST", [
 RECOVERY_PIP_ARGS = envlist("RECOVERY_PIP_ARGS", [])  # e.g. --index-url for a private mirror
 RECOVERY_TIMEOUT = envint("RECOVERY_TIMEOUT", 300, minimum=1)  # seconds for one recovery action
 
+# Learning and costs (apps/learning): expertise memory, model choice, budgets.
+EXPERTISE_MAX_LINES = envint("EXPERTISE_MAX_LINES", 1000, minimum=20)  # an expertise file is pruned to this
+EXPERTISE_PROMPT_LINES = envint("EXPERTISE_PROMPT_LINES", 60, minimum=5)  # lines of it put in a coding prompt
+EXPERTISE_FAILURE_MAX_AGE_DAYS = envint("EXPERTISE_FAILURE_MAX_AGE_DAYS", 30, minimum=1)  # validation prunes older
+# Model choice: a task's complexity score (0..1) is the weighted mean of four dimensions (see model_selector.py);
+# below MODEL_HAIKU_BELOW it gets Haiku, from MODEL_OPUS_FROM on Opus, Sonnet between.
+MODEL_COMPLEXITY_WEIGHTS = {
+    "reasoning_depth": envfloat("MODEL_WEIGHT_REASONING", 0.35, minimum=0.0),
+    "code_complexity": envfloat("MODEL_WEIGHT_CODE", 0.30, minimum=0.0),
+    "domain_specificity": envfloat("MODEL_WEIGHT_DOMAIN", 0.15, minimum=0.0),
+    "context_requirements": envfloat("MODEL_WEIGHT_CONTEXT", 0.20, minimum=0.0),
+}
+if not sum(MODEL_COMPLEXITY_WEIGHTS.values()) > 0:
+    raise ImproperlyConfigured("MODEL_WEIGHT_*: at least one complexity weight must be above 0")
+MODEL_HAIKU_BELOW = envfloat("MODEL_HAIKU_BELOW", 0.25, minimum=0.0)
+MODEL_OPUS_FROM = envfloat("MODEL_OPUS_FROM", 0.55, minimum=0.0)
+if not MODEL_HAIKU_BELOW <= MODEL_OPUS_FROM <= 1:
+    raise ImproperlyConfigured("need 0 <= MODEL_HAIKU_BELOW <= MODEL_OPUS_FROM <= 1")
+MODEL_HISTORY_MIN_SESSIONS = envint("MODEL_HISTORY_MIN_SESSIONS", 3, minimum=1)  # before history shifts a choice
+MODEL_HISTORY_UPGRADE_BELOW = envfloat("MODEL_HISTORY_UPGRADE_BELOW", 0.6, minimum=0.0)  # success rate → tier up
+MODEL_HISTORY_DOWNGRADE_FROM = envfloat("MODEL_HISTORY_DOWNGRADE_FROM", 0.9, minimum=0.0)  # cheaper tier this good
+MODEL_BUDGET_DOWNGRADE_AT = envfloat("MODEL_BUDGET_DOWNGRADE_AT", 0.8, minimum=0.0)  # budget share spent → tier down
+BUDGET_APPROVE_MIN = envint("BUDGET_APPROVE_MIN", 1, minimum=1)  # dollars suggested at least by a budget pause
+
 INSTALLED_APPS = [
     "django.contrib.admin",
     "django.contrib.auth",
@@ -183,6 +207,7 @@ INSTALLED_APPS = [
     "apps.agents",
     "apps.orchestration",
     "apps.interventions",
+    "apps.learning",
     "apps.dashboard",
 ]
 

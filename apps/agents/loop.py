@@ -7,7 +7,8 @@ The loop knows nothing of orchestration, interventions or learning. They plug in
 - `hooks` are called with ("turn", state) after each checkpoint and ("end", state) once the session ends.
 
 Stops: the brief's `finished` check passes on end_turn (e.g. the task was reported done), the turn cap (a pause:
-resuming grants more turns), a cancel request, the budget (a pause), a guard's verdict, a provider error the SDK's
+resuming grants more turns), a cancel request, a guard's verdict (the budget is one: it sees the next request in
+`state.request` before it is sent), a provider error the SDK's
 retries could not cure, or the agent asking for help. Every way out leaves the session finished (or paused) with
 its metrics and a `session_end` event; a crash in between leaves a checkpoint from which `session_run` continues
 the same conversation.
@@ -20,7 +21,6 @@ import threading
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
-from decimal import Decimal
 from typing import Any, Literal
 
 from django import db
@@ -69,7 +69,6 @@ class Brief:
 class LoopConfig:
     max_turns: int = field(default_factory=lambda: settings.AGENT_MAX_TURNS)
     max_tokens: int = field(default_factory=lambda: settings.AGENT_MAX_TOKENS)
-    budget_usd: Decimal | None = None  # the session stops (paused, kind budget) once it has spent this
 
 
 @dataclass
@@ -90,6 +89,7 @@ class LoopState:
     last_reply: ModelReply | None = None
     last_calls: list[ToolCall] = field(default_factory=list)
     provider_error: ProviderError | None = None  # set while the "provider_error" guards look at it
+    request: ModelRequest | None = None  # the call about to be made, for the "before_call" guards (e.g. budget)
 
 
 @dataclass
@@ -229,15 +229,14 @@ class Loop:
         if self.state.turn >= cap:
             raise _Stop(Status.PAUSED, "turn_cap", f"paused at the turn cap of {cap} turns",
                         {"turns": self.state.turn, "turn_cap": cap})
-        budget = self.config.budget_usd
-        if budget is not None and self.session.cost_usd >= budget:
-            raise _Stop(Status.PAUSED, "budget", f"spent ${self.session.cost_usd:.4f} of a ${budget} budget")
 
     # -- one turn -------------------------------------------------------------------------------------
-    def _call(self) -> ModelReply:
-        request = ModelRequest(model=self.session.model, system=self.brief.system, messages=self.state.messages,
-                               tools=[tool.schema() for tool in self.brief.tools.values()],
-                               max_tokens=self.config.max_tokens)
+    def _request(self) -> ModelRequest:
+        return ModelRequest(model=self.session.model, system=self.brief.system, messages=self.state.messages,
+                            tools=[tool.schema() for tool in self.brief.tools.values()],
+                            max_tokens=self.config.max_tokens)
+
+    def _call(self, request: ModelRequest) -> ModelReply:
         try:
             return self.provider.complete(request)
         except ProviderError as exc:
@@ -291,8 +290,9 @@ class Loop:
     def _turn(self) -> None:
         self._check_cancel()
         self._check_limits()
+        self.state.request = request = self._request()
         self._check_guards("before_call")
-        reply = self._call()
+        reply = self._call(request)
         self._check_lease()  # a worker that lost its lease while waiting must not act on the reply
         self.state.turn += 1
         self.state.last_reply = reply

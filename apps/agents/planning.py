@@ -8,13 +8,14 @@ A valid plan is imported in one transaction, replacing the project's pending pla
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import pydantic
 
-from apps.agents.loop import Brief, GiveUp, LoopConfig, Outcome, session_run
+from apps.agents.loop import Brief, GiveUp, Guard, LoopConfig, Outcome, session_run
 from apps.agents.models import AgentSession
 from apps.agents.prompts import render, system_blocks
 from apps.agents.providers import Provider, provider_for
@@ -86,13 +87,14 @@ class PlanningResult:
 
 def planning_session_run(
     *, session: AgentSession, provider: Provider | None = None, config: LoopConfig | None = None,
-    resume_message: str | None = None, force: bool = False,
+    guards: Sequence[Guard] = (), resume_message: str | None = None, force: bool = False,
 ) -> PlanningResult:
     project = session.project
     context = ToolContext(session=session, workdir=Path(project.repo_path))
     outcome = session_run(
         session=session, provider=provider or provider_for(project_slug=project.slug, script="planning"),
-        brief=planning_brief(project), context=context, config=config, resume_message=resume_message, force=force,
+        brief=planning_brief(project), context=context, config=config, guards=guards,
+        resume_message=resume_message, force=force,
     )
     if not outcome.completed:
         return PlanningResult(outcome)

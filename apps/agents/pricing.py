@@ -2,11 +2,17 @@
 
 from __future__ import annotations
 
+import json
+import math
 from dataclasses import dataclass, fields
 from datetime import date
 from decimal import ROUND_HALF_UP, Decimal
+from typing import TYPE_CHECKING
 
 from apps.agents.models import ModelPrice
+
+if TYPE_CHECKING:
+    from apps.agents.providers import ModelRequest
 
 MILLION = Decimal(1_000_000)
 MICRO_DOLLAR = Decimal("0.000001")
@@ -74,4 +80,33 @@ def cost_of(price: ModelPrice, usage: TokenUsage) -> Decimal:
         + usage.cache_write_1h_tokens * rate_w1h
         + usage.cache_read_tokens * rate_read
     )
+    return (total / MILLION).quantize(MICRO_DOLLAR, rounding=ROUND_HALF_UP)
+
+
+# Code, JSON and prose run at about 3.5-4 characters a token; counting 3 over-estimates, as a worst case should.
+CHARS_PER_TOKEN_WORST = 3
+
+
+def _chars(value: object) -> int:
+    return len(json.dumps(value, ensure_ascii=False, default=str))
+
+
+def prompt_tokens_worst(request: ModelRequest, previous: TokenUsage | None = None) -> int:
+    """An upper estimate of the request's prompt: from its size, and never below what the previous call's prompt
+    and reply came to plus the newest message (the conversation only grows)."""
+    estimate = math.ceil(_chars([request.system, request.tools, request.messages]) / CHARS_PER_TOKEN_WORST)
+    if previous is not None and request.messages:
+        grown = previous.prompt_tokens + previous.output_tokens + math.ceil(
+            _chars(request.messages[-1]) / CHARS_PER_TOKEN_WORST)
+        estimate = max(estimate, grown)
+    return estimate
+
+
+def call_worst_case(price: ModelPrice, request: ModelRequest, previous: TokenUsage | None = None) -> Decimal:
+    """The most one call can cost: every prompt token at the dearer of the input and cache-write rates, and the
+    full `max_tokens` of output, at the long-prompt rates when the prompt may cross the threshold."""
+    prompt = prompt_tokens_worst(request, previous)
+    threshold = price.long_prompt_threshold
+    rate_in, rate_out, rate_w5, _, _ = _rates(price, threshold is not None and prompt > threshold)
+    total = prompt * max(rate_in, rate_w5) + request.max_tokens * rate_out
     return (total / MILLION).quantize(MICRO_DOLLAR, rounding=ROUND_HALF_UP)

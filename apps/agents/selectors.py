@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
-from django.db.models import QuerySet
+from decimal import Decimal
 
-from apps.agents.models import AgentSession, SessionEvent
+from django.db.models import QuerySet, Sum
+
+from apps.agents.models import AgentCost, AgentSession, SessionEvent
 from apps.core.errors import NotFoundError, PermissionDeniedError
 from apps.core.validation import as_id
 from apps.projects.models import Project
@@ -36,3 +38,8 @@ def session_get(*, user, session_id: int | str, operate: bool = False) -> AgentS
     if operate and not can_operate(user, session.project):
         raise PermissionDeniedError("you may view this project but not act on it")
     return session
+
+
+def project_spent(*, project: Project) -> Decimal:
+    """Dollars recorded for the project's calls so far (replayed calls too: the budget counts what they stand for)."""
+    return AgentCost.objects.filter(project=project).aggregate(total=Sum("cost_usd"))["total"] or Decimal(0)

@@ -49,14 +49,16 @@ def worker_identity() -> str:
 
 
 def session_create(
-    *, project: Project, kind: str, model: str, provider: str, task: Task | None = None, workdir: str = ""
+    *, project: Project, kind: str, model: str, provider: str, task: Task | None = None, workdir: str = "",
+    model_tier: str = "", model_reason: str = "", task_type: str = "",
 ) -> AgentSession:
     if kind not in SessionKind.values:
         raise ValidationError(f"kind: must be one of {', '.join(SessionKind.values)}", code="invalid_fields")
     if kind != SessionKind.PLANNING and task is None:
         raise ValidationError("task: a coding session needs a task", code="invalid_fields")
     return AgentSession.objects.create(
-        project=project, task=task, kind=kind, model=model, provider=provider, workdir=workdir
+        project=project, task=task, kind=kind, model=model, provider=provider, workdir=workdir,
+        model_tier=model_tier, model_reason=model_reason, task_type=task_type,
     )
 
 

@@ -10,4 +10,5 @@ urlpatterns = [
     path("projects/<slug:slug>/", views.project, name="project"),
     path("interventions/", views.interventions, name="interventions"),
     path("interventions/<int:pause_id>/resume", views.intervention_resume, name="intervention_resume"),
+    path("projects/<slug:slug>/budget/approve", views.budget_approve, name="budget_approve"),
 ]

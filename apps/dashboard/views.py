@@ -11,8 +11,10 @@ from django.urls import reverse
 from django.views.decorators.http import require_POST
 
 from apps.core.errors import NotFoundError, YokeFlowError, http_status
+from apps.core.validation import as_id
 from apps.interventions import selectors as pauses
 from apps.interventions.models import PausedSession
+from apps.interventions.services import budget_approve as budget_approve_service
 from apps.interventions.services import pause_resolve
 from apps.projects import selectors
 from apps.projects.graph import CycleError
@@ -71,6 +73,27 @@ def intervention_resume(request: HttpRequest, pause_id: int) -> HttpResponse:
                   "notes": request.POST.get("notes", "")}
         return _interventions_page(request, status=http_status(exc), error=exc.message, failed=failed)
     notice = f"Session #{pause.session_id} continues"
+    if request.htmx:
+        return _interventions_page(request, notice=notice)
+    messages.success(request, notice)
+    return redirect(f"{reverse('dashboard:interventions')}?{request.GET.urlencode()}")
+
+
+@require_POST
+def budget_approve(request: HttpRequest, slug: str) -> HttpResponse:
+    """Raise the project's budget by the amount and continue its budget pauses; a refusal shows the reason."""
+    amount = request.POST.get("amount", "")
+    try:
+        project = selectors.project_get(user=request.user, project_id=slug, operate=True)
+        result = budget_approve_service(project=project, amount=amount, by=request.user.get_username(),
+                                        notes=request.POST.get("notes", ""))
+    except NotFoundError as exc:
+        raise Http404(exc.message) from None
+    except YokeFlowError as exc:  # bad amount 422, no budget 409, viewer 403
+        failed = {"pause_id": as_id(request.POST.get("pause_id", "")), "amount": amount[:20]}
+        return _interventions_page(request, status=http_status(exc), error=exc.message, failed=failed)
+    notice = (f"Budget of {project.name} raised to ${result['budget_usd']}; {len(result['resumed'])} session(s) "
+              f"continue" + (f", {len(result['still_paused'])} still short" if result["still_paused"] else ""))
     if request.htmx:
         return _interventions_page(request, notice=notice)
     messages.success(request, notice)

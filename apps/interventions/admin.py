@@ -4,17 +4,25 @@ write-only: never rendered, blank keeps the stored value) and provider accounts 
 
 from __future__ import annotations
 
+from decimal import Decimal
 from typing import Any
 
 from django import forms
 from django.contrib import admin, messages
+from django.contrib.admin.helpers import ActionForm
 from django.db.models import Q, QuerySet
 from django.http import HttpRequest
 
 from apps.agents.admin import ReadOnlyAdmin
 from apps.core.errors import ConflictError, PermissionDeniedError, ValidationError, YokeFlowError
 from apps.interventions.models import InterventionAction, NotificationPreference, PausedSession, ProviderAccount
-from apps.interventions.services import PREFERENCE_FIELDS, pause_resolve, preference_check, preference_update
+from apps.interventions.services import (
+    PREFERENCE_FIELDS,
+    budget_approve,
+    pause_resolve,
+    preference_check,
+    preference_update,
+)
 from apps.projects.admin import ProjectScopedAdmin
 from apps.projects.selectors import can_operate, projects_visible_to
 
@@ -40,6 +48,12 @@ class InterventionActionInline(NoWriteMixin, admin.TabularInline):
     ordering = ["created", "pk"]
 
 
+class BudgetActionForm(ActionForm):
+    amount = forms.DecimalField(label="Approve +$", required=False, min_value=Decimal("0.01"),
+                                max_value=Decimal("100000"), decimal_places=2,
+                                help_text="for “Approve more budget”: dollars added to each selected project's budget")
+
+
 @admin.register(PausedSession)
 class PausedSessionAdmin(NoWriteMixin, ReadOnlyAdmin):
     list_display = ["id", "project", "session", "pause_type", "short_reason", "paused_at", "resolved",
@@ -49,7 +63,8 @@ class PausedSessionAdmin(NoWriteMixin, ReadOnlyAdmin):
     list_select_related = ["project", "session"]
     date_hierarchy = "paused_at"
     inlines = [InterventionActionInline]
-    actions = ["resume"]
+    actions = ["resume", "approve_budget"]
+    action_form = BudgetActionForm
 
     @admin.display(description="reason")
     def short_reason(self, pause: PausedSession) -> str:
@@ -73,6 +88,29 @@ class PausedSessionAdmin(NoWriteMixin, ReadOnlyAdmin):
                 self.message_user(request, f"pause #{pause.pk} not resumed: {exc.message}", level)
             else:
                 self.message_user(request, f"pause #{pause.pk}: session #{resolved.session_id} continues")
+
+    @admin.action(description="Approve more budget (+$ amount) and resume", permissions=["resume"])
+    def approve_budget(self, request: HttpRequest, queryset: QuerySet[PausedSession]) -> None:
+        form = BudgetActionForm(request.POST)
+        if not form.is_valid() or form.cleaned_data.get("amount") is None:
+            self.message_user(request, "give the dollars to approve in the “Approve +$” field (0.01 to 100000)",
+                              messages.ERROR)
+            return
+        projects = {pause.project_id: pause.project for pause in queryset.select_related("project")
+                    if pause.pause_type == PausedSession.Type.BUDGET and not pause.resolved}
+        if not projects:
+            self.message_user(request, "none of the selected pauses waits for budget", messages.WARNING)
+        for project in projects.values():
+            try:
+                if not can_operate(request.user, project):
+                    raise PermissionDeniedError(f"you may not approve budget for project {project.slug!r}")
+                result = budget_approve(project=project, amount=form.cleaned_data["amount"],
+                                        by=request.user.get_username(), notes="approved from the admin")
+            except YokeFlowError as exc:
+                self.message_user(request, f"{project.slug}: budget not raised: {exc.message}", messages.ERROR)
+            else:
+                self.message_user(request, f"{project.slug}: budget raised to ${result['budget_usd']}; resumed "
+                                  f"{len(result['resumed'])} session(s), {len(result['still_paused'])} still short")
 
 
 @admin.register(InterventionAction)

@@ -7,7 +7,14 @@ from django.http import HttpRequest
 from ninja import Query, Router, Schema
 
 from apps.interventions import selectors, services
-from apps.interventions.schemas import NotificationPreferenceIn, NotificationPreferenceOut, PauseOut, ResumeIn
+from apps.interventions.schemas import (
+    BudgetApproveIn,
+    BudgetApproveOut,
+    NotificationPreferenceIn,
+    NotificationPreferenceOut,
+    PauseOut,
+    ResumeIn,
+)
 from apps.projects.selectors import project_get
 
 router = Router(tags=["interventions"])
@@ -58,3 +65,11 @@ def preferences_update(request: HttpRequest, project_id: str, data: Notification
     project = project_get(user=request.user, project_id=project_id, operate=True)
     changes = {name: value for name, value in data.model_dump(exclude_unset=True).items() if value is not None}
     return services.preference_update(project=project, changes=changes)
+
+
+@router.post("/projects/{project_id}/budget/approve", response=BudgetApproveOut)
+def budget_approve(request: HttpRequest, project_id: str, data: BudgetApproveIn):
+    """Raise the budget by `amount` and continue the sessions paused for budget (409 if the project has none)."""
+    project = project_get(user=request.user, project_id=project_id, operate=True)
+    return services.budget_approve(project=project, amount=data.amount, by=request.user.get_username(),
+                                   notes=data.notes)

@@ -9,9 +9,11 @@ from django.db.models import QuerySet
 from django.utils import timezone
 from django.utils.timesince import timesince
 
+from apps.agents.selectors import project_spent
+from apps.core.errors import ValidationError
 from apps.core.jobs import jobs_drain
 from apps.interventions import selectors, services
-from apps.interventions.models import PausedSession
+from apps.interventions.models import PausedSession, PauseType
 from apps.projects.selectors import project_find
 
 
@@ -30,6 +32,15 @@ def register(subparsers: Any) -> None:
     resume.add_argument("--notes", default="", help="what was done; the agent reads it when it continues")
     resume.add_argument("--sync", action="store_true", help="run the continuation here, without a worker")
     resume.set_defaults(handler=_resume)
+
+    budget = subparsers.add_parser("budget", help="show a project's budget and spend; --approve AMOUNT raises it "
+                                   "and continues the sessions paused for budget")
+    budget.add_argument("project", help="project slug or id")
+    budget.add_argument("--approve", metavar="AMOUNT", help="dollars to add, e.g. 1 or +1.50")
+    budget.add_argument("--by", help="who approves it (required with --approve)")
+    budget.add_argument("--notes", default="", help="why; the resumed agents read it")
+    budget.add_argument("--sync", action="store_true", help="run the continuations here, without a worker")
+    budget.set_defaults(handler=_budget)
 
 
 def _all_pauses(project_ref: str | None) -> QuerySet[PausedSession]:
@@ -75,3 +86,34 @@ def _resume(options: dict[str, Any], out: Any) -> None:
     resolve()
     out.write(f"pause #{pause.pk} resolved by {options['by']}; session #{pause.session_id} continues from its "
               "checkpoint on a worker")
+
+
+def _budget(options: dict[str, Any], out: Any) -> None:
+    project = project_find(options["project"])
+    if options["approve"] is not None:
+        if not options["by"]:
+            raise ValidationError("--by: say who approves the budget", code="invalid_fields")
+        amount = options["approve"].strip().lstrip("+").lstrip("$")
+        results: list[dict] = []
+
+        def approve() -> None:
+            results.append(services.budget_approve(project=project, amount=amount, by=options["by"],
+                                                   notes=options["notes"]))
+
+        jobs_drain(approve) if options["sync"] else approve()
+        result = results[0]
+        out.write(f"budget of {project.slug} raised by ${result['approved_usd']} to ${result['budget_usd']} "
+                  f"(${result['spent_usd']:.2f} spent)")
+        if result["resumed"]:
+            out.write(f"resumed budget pauses: {', '.join(f'#{pk}' for pk in result['resumed'])}")
+        if result["still_paused"]:
+            out.write(f"still short for pauses: {', '.join(f'#{pk}' for pk in result['still_paused'])}; approve more")
+        return
+    spent = project_spent(project=project)
+    if project.budget_usd is None:
+        out.write(f"{project.slug}: no budget set; ${spent:.4f} spent")
+    else:
+        out.write(f"{project.slug}: ${spent:.4f} spent of ${project.budget_usd:.2f} "
+                  f"(${project.budget_usd - spent:.4f} left)")
+    for pause in _all_pauses(project.slug).filter(resolved=False, pause_type=PauseType.BUDGET):
+        out.write(_line(pause))

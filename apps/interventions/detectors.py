@@ -10,9 +10,11 @@ the worker and tells people.
   its threshold and recovery), or the provider refuses the key → `critical_error`.
 - `ProviderGuard` (before a call, provider errors): the account is on hold (rate limit, overload, open circuit),
   or this call put it on hold → `rate_limit` / `circuit_open`, resumed automatically when the hold ends.
+- `BudgetGuard` (before a call): what the project spent plus the worst case of the call about to be made would
+  exceed its budget → `budget`, with the dollars to approve; so the budget is overshot by one call at most (only
+  when a call costs more than its worst-case estimate), and never by a call started with the money gone.
 - In the loop itself: the turn cap `AGENT_MAX_TURNS` → `turn_cap` (resuming grants as many more turns); the
-  session's share of the project budget → `budget`; the agent's `request_help` (or a "blocked" report) →
-  `help_requested`.
+  agent's `request_help` (or a "blocked" report) → `help_requested`.
 
 Trackers live for one run of a session (one job): a person's resume starts the counts afresh, which is the point
 of resuming with notes.
@@ -20,15 +22,21 @@ of resuming with notes.
 
 from __future__ import annotations
 
+import math
 import re
 import shlex
 from dataclasses import dataclass
+from decimal import Decimal
 from typing import Any
 
 from django.conf import settings
+from django.utils import timezone
 
 from apps.agents.loop import LoopState, ToolCall, Verdict
+from apps.agents.pricing import call_worst_case, price_for
+from apps.agents.selectors import project_spent
 from apps.interventions import holds
+from apps.projects.models import Project
 
 OUTPUT_TAIL_LINES = 15
 
@@ -272,7 +280,36 @@ class ProviderGuard:
             holds.failures_clear(account=self.account)
 
 
-def guards_for(*, account: str) -> tuple[list, list]:
+class BudgetGuard:
+    """Before every call: the project's spend so far plus this call's worst case must fit the budget. The budget
+    is read afresh each time, so an approval made while other sessions run counts at once."""
+
+    def __init__(self, project_id: int) -> None:
+        self.project_id = project_id
+
+    def __call__(self, phase: str, state: LoopState) -> Verdict | None:
+        if phase != "before_call" or state.request is None:
+            return None
+        budget = Project.objects.filter(pk=self.project_id).values_list("budget_usd", flat=True).first()
+        if budget is None:
+            return None
+        price = price_for(state.request.model, timezone.localdate())
+        previous = state.last_reply.usage if state.last_reply else None
+        worst = call_worst_case(price, state.request, previous) if price else Decimal(0)
+        spent = project_spent(project=Project(pk=self.project_id))
+        if spent + worst <= budget:
+            return None
+        suggested = max(Decimal(settings.BUDGET_APPROVE_MIN), Decimal(math.ceil(spent + worst - budget)))
+        return Verdict("pause", "budget", f"the next call could cost up to ${worst:.4f}; ${spent:.4f} of the "
+                       f"${budget:.2f} budget is spent. Approve more budget to go on (suggested +${suggested}).",
+                       {"budget_usd": str(budget), "spent_usd": str(spent), "next_call_worst_usd": str(worst),
+                        "suggested_usd": str(suggested)})
+
+
+def guards_for(*, account: str, project_id: int | None = None) -> tuple[list, list]:
     """The guards and hooks of one coding session run: (guards, hooks) for `session_run`."""
     provider_guard = ProviderGuard(account)
-    return [provider_guard, CriticalErrors(), RetryTracker()], [provider_guard.hook]
+    guards: list = [provider_guard, CriticalErrors(), RetryTracker()]
+    if project_id is not None:
+        guards.insert(0, BudgetGuard(project_id))
+    return guards, [provider_guard.hook]

@@ -88,6 +88,7 @@ class ActionType(models.TextChoices):
     RESUME_REFUSED = "resume_refused"
     HOLD_OPENED = "hold_opened"
     HOLD_RELEASED = "hold_released"
+    BUDGET_APPROVED = "budget_approved"
 
 
 class ActionStatus(models.TextChoices):

@@ -5,6 +5,7 @@ back only masked (`…1234`) with `*_set` flags.
 """
 
 from datetime import datetime
+from decimal import Decimal
 from typing import Annotated
 
 from ninja import Field, Schema
@@ -104,3 +105,18 @@ class NotificationPreferenceOut(Schema):
     notify_on_rate_limit: bool
     min_notification_interval: int
     last_notified_at: datetime | None
+
+
+class BudgetApproveIn(Schema):
+    amount: Decimal = Field(gt=0, le=100000, max_digits=8, decimal_places=2,
+                            description="Dollars added to the project's budget.")
+    notes: Text = Field(default="", max_length=2000)
+
+
+class BudgetApproveOut(Schema):
+    budget_usd: Decimal
+    previous_budget_usd: Decimal
+    approved_usd: Decimal
+    spent_usd: Decimal
+    resumed: list[int] = Field(description="Budget pauses resolved: their sessions continue.")
+    still_paused: list[int] = Field(description="Budget pauses the raise does not cover yet.")

@@ -6,7 +6,7 @@ from django.db.models import Prefetch, QuerySet
 
 from apps.core.errors import NotFoundError, PermissionDeniedError
 from apps.core.validation import as_id
-from apps.interventions.models import InterventionAction, NotificationPreference, PausedSession
+from apps.interventions.models import InterventionAction, NotificationPreference, PausedSession, PauseType
 from apps.projects.models import Project
 from apps.projects.selectors import User, can_operate, project_get, projects_visible_to
 
@@ -55,3 +55,8 @@ def pause_find(pause_id: int | str) -> PausedSession:
 def preference_for(*, project: Project) -> NotificationPreference:
     """The project's preferences, or unsaved defaults when none were set."""
     return NotificationPreference.objects.filter(project=project).first() or NotificationPreference(project=project)
+
+
+def budget_paused(*, project: Project) -> bool:
+    """Some session of the project waits for more budget (new sessions would pause at once: start none)."""
+    return PausedSession.objects.filter(project=project, resolved=False, pause_type=PauseType.BUDGET).exists()

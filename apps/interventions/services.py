@@ -4,12 +4,16 @@ and the notification preferences."""
 from __future__ import annotations
 
 import logging
+import math
+from decimal import Decimal, InvalidOperation
 from typing import Any
 
+from django.conf import settings
 from django.db import IntegrityError, transaction
 from django.utils import timezone
 
 from apps.agents.models import AgentSession
+from apps.agents.selectors import project_spent
 from apps.core.errors import ConflictError, ValidationError, YokeFlowError
 from apps.core.jobs import enqueue
 from apps.interventions.models import InterventionAction, NotificationPreference, PausedSession, PauseType
@@ -82,6 +86,7 @@ def pause_resolve(*, pause: PausedSession, by: str, notes: str = "") -> PausedSe
         with transaction.atomic():
             locked = PausedSession.objects.select_for_update().select_related("session", "project").get(pk=pause.pk)
             _check_open(locked)
+            _check_budget(locked)
             _mark_resolved(locked, by=by, notes=notes, continued=True)
             pause_resolved.send(sender=PausedSession, pause=locked, by=locked.resolved_by,
                                 notes=locked.resolution_notes)
@@ -108,6 +113,73 @@ def _check_open(pause: PausedSession) -> None:
         when = timezone.localtime(pause.resolved_at).strftime("%Y-%m-%d %H:%M:%S")
         raise ConflictError(f"pause #{pause.pk} was already resolved by {pause.resolved_by} at {when}; "
                             "a pause is resumed once", code="already_resolved", recoverable=False)
+
+
+def _check_budget(pause: PausedSession) -> None:
+    """A budget pause continues only once the budget covers the call it stopped before."""
+    if pause.pause_type != PauseType.BUDGET or pause.project.budget_usd is None:
+        return
+    spent = project_spent(project=pause.project)
+    needed = spent + Decimal(str(pause.blocker_info.get("next_call_worst_usd") or 0))
+    if needed > pause.project.budget_usd:
+        short = needed - pause.project.budget_usd
+        raise ConflictError(
+            f"the budget is still short by ${short:.2f} (${spent:.2f} spent of ${pause.project.budget_usd:.2f}); "
+            f"approve more budget (e.g. `yokeflow budget {pause.project.slug} --approve "
+            f"{max(settings.BUDGET_APPROVE_MIN, math.ceil(short))}`)", code="budget_exhausted", recoverable=True,
+            details={"short_usd": str(short.quantize(Decimal("0.01")))})
+
+
+def budget_approve(*, project: Project, amount: Decimal, by: str, notes: str = "") -> dict[str, Any]:
+    """Raise the project's budget by `amount` and continue every session paused for budget (those the raise
+    covers; the others stay paused and are listed). The raise stands even if no session was waiting."""
+    amount = _checked_amount(amount)
+    by = (by or "").strip()[:150]
+    if not by:
+        raise ValidationError("by: say who approves the budget", code="invalid_fields",
+                              details={"fields": {"by": ["required"]}})
+    with transaction.atomic():
+        locked = Project.objects.select_for_update().get(pk=project.pk)
+        if locked.budget_usd is None:
+            raise ConflictError(f"project {locked.slug!r} has no budget, so there is nothing to approve; set "
+                                "budget_usd to limit its spending", code="no_budget")
+        previous = locked.budget_usd
+        locked.budget_usd = previous + amount
+        locked.save(update_fields=["budget_usd", "updated"])
+        action_record(project=locked, action_type=Action.Type.BUDGET_APPROVED, status=Action.Status.OK, details={
+            "by": by, "amount_usd": str(amount), "from_usd": str(previous), "to_usd": str(locked.budget_usd),
+            "notes": notes.strip()[:500]})
+        resumed, waiting = _resume_budget_pauses(locked, by, f"Budget raised by ${amount} to ${locked.budget_usd} "
+                                                 f"by {by}. {notes.strip()}".strip())
+    project.budget_usd = locked.budget_usd
+    log.info("budget of %s raised by %s to %s by %s", locked.slug, amount, locked.budget_usd, by)
+    return {"budget_usd": locked.budget_usd, "previous_budget_usd": previous, "approved_usd": amount,
+            "spent_usd": project_spent(project=locked), "resumed": resumed, "still_paused": waiting}
+
+
+def _checked_amount(amount: object) -> Decimal:
+    try:
+        value = Decimal(str(amount)).quantize(Decimal("0.01"))
+    except (InvalidOperation, ValueError):
+        value = None
+    if value is None or not value.is_finite() or not Decimal("0.01") <= value <= Decimal("100000"):
+        raise ValidationError("amount: give the dollars to add, between 0.01 and 100000", code="invalid_fields",
+                              details={"fields": {"amount": ["between 0.01 and 100000 dollars"]}})
+    return value
+
+
+def _resume_budget_pauses(project: Project, by: str, notes: str) -> tuple[list[int], list[int]]:
+    resumed, waiting = [], []
+    for pause in PausedSession.objects.filter(project=project, resolved=False, pause_type=PauseType.BUDGET):
+        try:
+            pause_resolve(pause=pause, by=by, notes=notes)
+        except ConflictError as exc:
+            if exc.code != "budget_exhausted":
+                raise
+            waiting.append(pause.pk)
+        else:
+            resumed.append(pause.pk)
+    return resumed, waiting
 
 
 def pause_followup(*, pause: PausedSession) -> None:

@@ -12,6 +12,7 @@ from apps.agents import selectors as agent_selectors
 from apps.agents.models import AgentSession
 from apps.agents.providers import provider_notice
 from apps.core.errors import ConflictError, ValidationError
+from apps.learning.costs import cost_forecast, forecast_line
 from apps.orchestration import runs, scheduler, selectors
 from apps.orchestration.repository import repo_commits, repo_ensure
 from apps.orchestration.worktrees import worktrees_reconcile
@@ -169,6 +170,7 @@ def _report_planning(out: Any, session: AgentSession) -> None:
 def _run(options: dict[str, Any], out: Any) -> None:
     project = project_find(options["project"])
     out.write(provider_notice())
+    out.write(forecast_line(cost_forecast(project=project)))  # what it will likely cost, before it starts
 
     def start() -> Project:
         return scheduler.run_start(project=project, parallel=options["parallel"], strategy=options["strategy"],

@@ -18,6 +18,7 @@ from apps.agents.providers import model_for_tier, provider_name
 from apps.agents.services import session_create, session_transition
 from apps.core.errors import ConflictError, ValidationError
 from apps.core.jobs import enqueue, jobs_drain  # noqa: F401 - jobs_drain is part of this module's API
+from apps.interventions.detectors import BudgetGuard
 from apps.interventions.models import PausedSession, PauseType
 from apps.interventions.services import pause_open, pause_resolve
 from apps.orchestration.repository import repo_ensure
@@ -54,7 +55,8 @@ def planning_start(*, project: Project) -> AgentSession:
 
 def planning_execute(*, session: AgentSession, resume_message: str | None = None, force: bool = False
                      ) -> PlanningResult:
-    result = planning_session_run(session=session, resume_message=resume_message, force=force)
+    guards = [BudgetGuard(session.project_id)]  # the plan's calls count against the project's budget too
+    result = planning_session_run(session=session, guards=guards, resume_message=resume_message, force=force)
     if result.imported:
         set_project_status(session.project, Project.Status.PLANNED)
     elif result.outcome.status == AgentSession.Status.PAUSED:

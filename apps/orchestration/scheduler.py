@@ -16,25 +16,28 @@ schedule) re-queues sessions whose heartbeat lease expired, from their checkpoin
 from __future__ import annotations
 
 from collections import Counter
-from decimal import Decimal
 from pathlib import Path
 
 from django.conf import settings
 from django.db import connection, transaction
-from django.db.models import F, Sum
+from django.db.models import F
 from django.utils import timezone
 from django_q.brokers import get_broker
 from django_q.models import Schedule
 
 from apps.agents.coding import coding_session_run
-from apps.agents.loop import LoopConfig, Outcome
+from apps.agents.loop import Outcome
 from apps.agents.models import AgentSession, SessionKind, lease_cutoff
-from apps.agents.providers import model_for_tier, provider_account, provider_for, provider_name
+from apps.agents.providers import provider_account, provider_for, provider_name
 from apps.agents.services import events_append, session_create, session_request_cancel, session_transition
 from apps.core.errors import ConflictError, YokeFlowError
 from apps.interventions.detectors import guards_for
 from apps.interventions.holds import hold_active, holds_release
+from apps.interventions.selectors import budget_paused
 from apps.interventions.services import pauses_close
+from apps.learning.domains import classify_domain
+from apps.learning.expertise import expertise_for_prompt
+from apps.learning.model_selector import recommend_model
 from apps.orchestration.merging import MergeResult, acceptance_run, merge_worktree
 from apps.orchestration.models import ParallelBatch, Worktree
 from apps.orchestration.repository import repo_ensure
@@ -167,6 +170,8 @@ def _schedule_locked(project: Project) -> list[AgentSession]:
     batches_refresh(project=project)
     limit = project.max_concurrency if project.parallel_enabled else 1
     free = limit - project.tasks.filter(status=TaskStatus.RUNNING).count()
+    if budget_paused(project=project):
+        free = 0  # sessions wait for more budget: a new one would pause at its first call (approval schedules)
     sessions = [_start_session(task, project) for task in _claim(project, free)] if free > 0 else []
     if sessions:
         batches_refresh(project=project)  # a batch starts when its first task is claimed
@@ -212,8 +217,10 @@ def _claim(project: Project, limit: int) -> list[Task]:
 
 def _start_session(task: Task, project: Project) -> AgentSession:
     workdir = path_for(project, branch_for(task, shared_by_epic=_shared_by_epic(project)))
-    session = session_create(project=project, kind=SessionKind.CODING, task=task, model=model_for_tier(),
-                             provider=provider_name(), workdir=str(workdir))
+    choice = recommend_model(task=task)
+    session = session_create(project=project, kind=SessionKind.CODING, task=task, model=choice.model,
+                             provider=provider_name(), workdir=str(workdir), model_tier=choice.tier,
+                             model_reason=choice.reason, task_type=choice.task_type)
     enqueue("apps.orchestration.jobs.run_task", session.pk)
     return session
 
@@ -261,6 +268,7 @@ def task_session_execute(*, session: AgentSession, resume_message: str | None = 
     if outcome is not None:
         task.refresh_from_db()
         task_settle(task=task, session=session, outcome=outcome, worktree=worktree)
+        enqueue("apps.learning.jobs.learn", session.pk)
     if shared:
         batch_merge_if_barrier(project=project)
     schedule(project_id=project.pk)
@@ -277,12 +285,12 @@ def _fail_before_start(session: AgentSession, task: Task, exc: YokeFlowError) ->
 
 def _run_session(session: AgentSession, task: Task, worktree: Worktree, resume_message: str | None,
                  force: bool) -> Outcome | None:
-    config = LoopConfig(budget_usd=_session_budget(task.project, session))
     provider = provider_for(project_slug=task.project.slug, script=task.key)
-    guards, hooks = guards_for(account=provider.account)
+    guards, hooks = guards_for(account=provider.account, project_id=task.project_id)
+    expertise = expertise_for_prompt(project=task.project, domain=session.task_type or classify_domain(task))
     try:
         return coding_session_run(session=session, branch=worktree.branch, env=worktree_env(worktree),
-                                  home=session_home(Path(worktree.path)), config=config, provider=provider,
+                                  home=session_home(Path(worktree.path)), expertise=expertise, provider=provider,
                                   guards=guards, hooks=hooks, resume_message=resume_message, force=force)
     except ConflictError as exc:
         if exc.code == "session_leased":  # another worker holds it (e.g. a redelivered job): leave it alone
@@ -291,14 +299,6 @@ def _run_session(session: AgentSession, task: Task, worktree: Worktree, resume_m
     except Exception:
         _settle_after_crash(session, worktree)
         raise
-
-
-def _session_budget(project: Project, session: AgentSession) -> Decimal | None:
-    if project.budget_usd is None:
-        return None
-    spent = project.sessions.aggregate(total=Sum("cost_usd"))["total"] or Decimal(0)
-    # The loop compares the session's own spend; what it spent before a pause is already in `spent`.
-    return max(Decimal(0), project.budget_usd - spent) + session.cost_usd
 
 
 def _settle_after_crash(session: AgentSession, worktree: Worktree) -> None:

@@ -30,6 +30,30 @@ SLUG_RE = re.compile(SLUG_PATTERN)
 slug_validator = RegexValidator(SLUG_PATTERN, "use lowercase letters, digits and inner hyphens (max 63)")
 
 
+MODEL_TIER_NAMES = ("haiku", "sonnet", "opus")
+OVERRIDE_GROUPS = ("task_types", "epic_priorities")
+
+
+def validate_model_overrides(value: object) -> None:
+    """`{"task_types": {"database": "opus"}, "epic_priorities": {"0": "opus"}}`: a tier per task type (domain)
+    and per epic priority, applied before the complexity-based choice (task types first)."""
+    if not isinstance(value, dict):
+        raise ValidationError("must be an object with task_types and/or epic_priorities", code="invalid")
+    for group, mapping in value.items():
+        if group not in OVERRIDE_GROUPS:
+            raise ValidationError(f"unknown key {group!r}; use {' or '.join(OVERRIDE_GROUPS)}", code="invalid")
+        if not isinstance(mapping, dict):
+            raise ValidationError(f"{group} must map names to tiers", code="invalid")
+        for key, tier in mapping.items():
+            if group == "task_types" and key not in Domain.values:
+                raise ValidationError(f"task type {key!r} is not one of {', '.join(Domain.values)}", code="invalid")
+            if group == "epic_priorities" and not re.fullmatch(r"-?\d+", str(key)):
+                raise ValidationError(f"epic priority {key!r} is not an integer", code="invalid")
+            if tier not in MODEL_TIER_NAMES:
+                raise ValidationError(f"{group}.{key}: tier {tier!r} is not one of {', '.join(MODEL_TIER_NAMES)}",
+                                      code="invalid")
+
+
 def validate_slug_not_reserved(value: str) -> None:
     if value in RESERVED_SLUGS:
         raise ValidationError(f"{value!r} is reserved", code="reserved")
@@ -94,7 +118,9 @@ class Project(BaseModel):
     strategy = models.CharField(max_length=8, choices=Strategy.choices, default=Strategy.READY)
     merge_strategy = models.CharField(max_length=8, choices=MergeStrategy.choices, default=MergeStrategy.MERGE)
     budget_usd = models.DecimalField(max_digits=10, decimal_places=2, null=True, blank=True)
-    model_overrides = models.JSONField(default=dict, blank=True)
+    model_overrides = models.JSONField(default=dict, blank=True, validators=[validate_model_overrides],
+                                       help_text='e.g. {"task_types": {"security": "opus"}, '
+                                                 '"epic_priorities": {"0": "opus"}}')
     # Worktree bootstrap: what every fresh worktree gets before its agent starts.
     env_files = models.JSONField(
         default=default_env_files, blank=True,

@@ -10,10 +10,21 @@ from ninja import Field, Schema
 from pydantic import StringConstraints
 
 from apps.core.validation import Text
-from apps.projects.models import KEY_PATTERN, SLUG_PATTERN, MergeStrategyChoice, RunStrategy, TaskStatus
+from apps.projects.models import KEY_PATTERN, SLUG_PATTERN, Domain, MergeStrategyChoice, RunStrategy, TaskStatus
 
 Name = Annotated[Text, StringConstraints(strip_whitespace=True, min_length=1, max_length=255)]
 Slug = Annotated[str, StringConstraints(pattern=SLUG_PATTERN)]
+
+
+Tier = Literal["haiku", "sonnet", "opus"]
+
+
+class ModelOverridesIn(Schema):
+    """A tier per task type (the task's domain) and per epic priority; task types are applied first."""
+
+    model_config = {"extra": "forbid"}
+    task_types: dict[Domain, Tier] = Field(default_factory=dict)
+    epic_priorities: dict[int, Tier] = Field(default_factory=dict)
 
 
 class ProjectSettingsIn(Schema):
@@ -23,7 +34,7 @@ class ProjectSettingsIn(Schema):
     strategy: RunStrategy | None = None
     merge_strategy: MergeStrategyChoice | None = None
     budget_usd: Decimal | None = Field(default=None, ge=0, max_digits=10, decimal_places=2)
-    model_overrides: dict[Text, Text] | None = None
+    model_overrides: ModelOverridesIn | None = None
     env_files: list[Annotated[Text, StringConstraints(min_length=1, max_length=200)]] | None = Field(
         default=None, max_length=20)
     setup_command: Annotated[Text, StringConstraints(max_length=4000)] | None = None
