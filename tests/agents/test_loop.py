@@ -162,14 +162,20 @@ def test_a_guard_verdict_pauses_the_session(claude, coding_session):
     assert coding_session.events.filter(type="guard").exists()
 
 
-def test_the_budget_stops_the_session_before_the_next_call(claude, coding_session):
-    claude.tool_use("write_file", {"path": "a.txt", "content": "a"}, usage={"input_tokens": 1_000_000})
+def test_a_budget_guard_sees_the_next_request_and_pauses_before_it_is_sent(claude, coding_session):
+    from apps.interventions.detectors import BudgetGuard
+
+    project = coding_session.project
+    project.budget_usd = Decimal("1.00")
+    project.save()
+    claude.tool_use("write_file", {"path": "a.txt", "content": "a"}, usage={"input_tokens": 300_000})  # $0.60
     claude.text("never reached")
 
-    outcome = coding_session_run(session=coding_session, config=LoopConfig(budget_usd=Decimal("1.00")))
+    outcome = coding_session_run(session=coding_session, guards=[BudgetGuard(project.pk)])
 
     assert outcome.status == "paused" and outcome.reason == "budget"
-    assert len(claude.requests) == 1
+    assert len(claude.requests) == 1  # the second call's worst case ($0.75 of prompt alone) did not fit
+    assert Decimal(outcome.details["next_call_worst_usd"]) > Decimal("0.40")
 
 
 def test_the_turn_cap_pauses_the_session(claude, coding_session):
