@@ -5,8 +5,9 @@ Run from the repo root:  python bench/costs.py
 A plan of 20 tasks (simple, medium and complex ones) is run three times through the real coding loop and its
 tools, each time in a fresh project: (1) every task on Sonnet without prompt caching, (2) every task on Sonnet with
 caching, (3) every task on the tier `recommend_model` chooses, with caching. The model is a scripted provider
-defined here: it plays a fixed transcript per task (more turns for harder tasks; files written, read, edited,
-searched and checked with real tools, so the prompt grows as in a real session) and reports token usage measured
+defined here: it plays a fixed transcript per task (more turns for harder tasks; it first reads some of the code
+earlier tasks wrote, seeded into its working directory, as the role prompt tells agents to; then files are written,
+read, edited, searched and checked with real tools, so the prompt grows as in a real session) and reports token usage measured
 on the request it actually receives (about 4 characters a token), applying Anthropic's prompt-caching rule to the
 breakpoints the real provider sets. Dollars come from the product's own pricing: the `AgentCost` rows the loop
 records at the seeded `ModelPrice` rates. It is a benchmark, not a test: it always exits 0.
@@ -67,6 +68,7 @@ if TYPE_CHECKING:
 
 GOAL_RATIO = 0.5
 CHARS_PER_TOKEN = 4
+CODEBASE_BEFORE: dict[str, dict[str, str]] = {}  # task key → the files earlier tasks wrote, seeded in its worktree
 MIN_CACHEABLE_TOKENS = 1024  # below this a prefix is not cached: the whole prompt is plain input
 TIER_NAMES = ("haiku", "sonnet", "opus")
 
@@ -210,6 +212,7 @@ class Draft:
     key: str
     complexity: int
     rng: random.Random
+    existing: dict[str, str] = field(default_factory=dict)  # the code earlier tasks left in the repository
     files: dict[str, str] = field(default_factory=dict)
     revisions: Counter = field(default_factory=Counter)
 
@@ -278,11 +281,20 @@ ACTIONS = {"read_file": (_read, 30), "edit_file": (_edit, 20), "search_files": (
            "add_note": (_note, 5)}
 
 
-def _next_call(draft: Draft, step: int) -> tuple[str, dict]:
+def reads_first(draft: Draft) -> list[str]:
+    """The earlier code the agent reads before changing anything, as its role prompt tells it to: more for a more
+    complex task (which builds on more)."""
+    count = min(len(draft.existing), 2 + draft.complexity // 2)
+    return draft.rng.sample(sorted(draft.existing), count)
+
+
+def _next_call(draft: Draft, step: int, orientation: list[str]) -> tuple[str, dict]:
     if step == 0:
         return "get_task", {}
     if step == 1:
         return "list_files", {"path": "."}
+    if step - 2 < len(orientation):
+        return "read_file", {"path": orientation[step - 2]}
     if not draft.files or draft.rng.random() < 0.25:
         return _write(draft)
     name = draft.rng.choices(list(ACTIONS), weights=[weight for _, weight in ACTIONS.values()])[0]
@@ -305,9 +317,13 @@ def turns_for(complexity: int) -> int:
     return 3 + math.ceil(1.6 * complexity)  # 5 turns at complexity 1, 11 at 5, 18 at 9
 
 
-def transcript(key: str, complexity: int) -> list[dict]:
-    draft = Draft(key, complexity, random.Random(zlib.crc32(key.encode())))
-    turns = [_tool_turn(draft, *_next_call(draft, step)) for step in range(turns_for(complexity) - 2)]
+def transcript(key: str, complexity: int, codebase: dict[str, str]) -> list[dict]:
+    """The task's turns; `codebase` (what earlier tasks wrote) is read first and then grows by this task's files."""
+    draft = Draft(key, complexity, random.Random(zlib.crc32(key.encode())), existing=dict(codebase))
+    orientation = reads_first(draft)
+    steps = turns_for(complexity) - 2 + len(orientation)
+    turns = [_tool_turn(draft, *_next_call(draft, step, orientation)) for step in range(steps)]
+    codebase.update(draft.files)
     evidence = f"{key}: wrote {', '.join(sorted(draft.files))}; the checks pass."
     turns.append(_tool_turn(draft, "update_task_status", {"status": "done", "evidence": evidence}))
     return [*turns, _turn(draft, [{"type": "text", "text": "Done."}])]
@@ -399,7 +415,10 @@ def _session(task: Task, mode: Mode, choice: ModelRecommendation | None) -> Agen
     from apps.agents.services import session_create
 
     workdir = WORK / "sessions" / mode.slug / task.key
-    workdir.mkdir(parents=True)
+    for name, text in CODEBASE_BEFORE[task.key].items():  # the repository as earlier tasks left it
+        (workdir / name).parent.mkdir(parents=True, exist_ok=True)
+        (workdir / name).write_text(text, encoding="utf-8")
+    workdir.mkdir(parents=True, exist_ok=True)
     chosen = {"model_tier": choice.tier, "model_reason": choice.reason, "task_type": choice.task_type} if choice \
         else {}
     return session_create(project=task.project, kind="coding", task=task, provider="replay", workdir=str(workdir),
@@ -486,7 +505,11 @@ def report(results: dict[Mode, Result], scripts: dict[str, list[dict]], seconds:
 def main() -> None:
     call_command("migrate", verbosity=0)
     owner = get_user_model().objects.create_user("bench")
-    scripts = {task["key"]: transcript(task["key"], task["complexity"]) for task in [*SIMPLE, *MEDIUM, *COMPLEX]}
+    codebase: dict[str, str] = {}
+    scripts = {}
+    for task in [*SIMPLE, *MEDIUM, *COMPLEX]:  # plan order: a task's dependencies come before it
+        CODEBASE_BEFORE[task["key"]] = dict(codebase)
+        scripts[task["key"]] = transcript(task["key"], task["complexity"], codebase)
     started = time.perf_counter()
     results = {mode: run_mode(owner, mode, scripts) for mode in MODES}
     report(results, scripts, time.perf_counter() - started)

@@ -3,6 +3,8 @@ and never shows notification secrets."""
 
 from __future__ import annotations
 
+from decimal import Decimal
+
 import pytest
 from django.contrib.auth.models import Permission
 
@@ -245,3 +247,72 @@ def test_saving_preferences_in_the_admin_with_blank_secrets_keeps_them(client, a
     pref.refresh_from_db()
     assert pref.webhook_url == webhook and pref.twilio_auth_token == "tw-token-very-secret-9999"
     assert pref.min_notification_interval == 60
+
+
+@pytest.fixture
+def budget_pause(coding_session) -> PausedSession:  # noqa: F811 - the imported fixture
+    """A coding session paused by the budget guard with $0.80 of its $1.00 spent on paper."""
+    project = coding_session.project
+    project.budget_usd = 1
+    project.save()
+    session = session_transition(session=coding_session, status=AgentSession.Status.RUNNING, lease_owner="test")
+    session = session_transition(session=session, status=AgentSession.Status.PAUSED, stop_reason="budget",
+                                 owner="test")
+    return pause_open(session=session, pause_type="budget", reason="approve more budget to go on",
+                      blocker_info={"budget_usd": "1.00", "spent_usd": "0", "next_call_worst_usd": "1.20",
+                                    "suggested_usd": "2"})
+
+
+def test_a_budget_pause_offers_approve_and_a_bad_amount_keeps_everything(client, owner, budget_pause):
+    client.force_login(owner)
+    page = client.get(PAGE).text
+    assert "Approve more budget for Todo service" in page and 'value="2"' in page
+
+    refused = client.post(f"/projects/{budget_pause.project.slug}/budget/approve",
+                          {"amount": "-3", "pause_id": budget_pause.pk})
+
+    assert refused.status_code == 422 and "between 0.01 and 100000" in refused.text
+    budget_pause.project.refresh_from_db()
+    assert budget_pause.project.budget_usd == 1
+
+
+def test_approving_from_the_page_raises_the_budget_and_resumes(client, owner, budget_pause):
+    from apps.core.jobs import jobs_drain
+
+    client.force_login(owner)
+    responses = []
+    jobs_drain(lambda: responses.append(client.post(f"/projects/{budget_pause.project.slug}/budget/approve",
+                                                    {"amount": "2"}, headers=HTMX)))
+
+    assert responses[0].status_code == 200 and "raised to $3.00" in responses[0].text
+    budget_pause.refresh_from_db()
+    assert budget_pause.resolved and budget_pause.resolved_by == owner.get_username()
+    budget_pause.project.refresh_from_db()
+    assert budget_pause.project.budget_usd == 3
+
+
+def test_a_viewer_cannot_approve_budget(client, viewer, budget_pause):
+    client.force_login(viewer)
+
+    assert "Approve more budget" not in client.get(PAGE).text
+    response = client.post(f"/projects/{budget_pause.project.slug}/budget/approve", {"amount": "2"})
+
+    assert response.status_code == 403
+    budget_pause.project.refresh_from_db()
+    assert budget_pause.project.budget_usd == 1
+
+
+def test_the_admin_approves_budget_with_the_amount_field_and_refuses_without_it(client, admin_user, budget_pause):
+    client.force_login(admin_user)
+    action = {"action": "approve_budget", "_selected_action": [budget_pause.pk]}
+
+    missing = client.post("/admin/interventions/pausedsession/", {**action, "amount": ""}, follow=True)
+    budget_pause.project.refresh_from_db()
+    assert "ive the dollars to approve" in missing.text and budget_pause.project.budget_usd == 1
+
+    done = client.post("/admin/interventions/pausedsession/", {**action, "amount": "2.50"}, follow=True)
+
+    budget_pause.refresh_from_db()
+    budget_pause.project.refresh_from_db()
+    assert budget_pause.project.budget_usd == Decimal("3.50") and budget_pause.resolved
+    assert "budget raised to $3.50; resumed 1 session(s), 0 still short" in done.text
