@@ -4,10 +4,11 @@ No `from __future__ import annotations` here: django-ninja reads the signatures'
 """
 
 from django.http import HttpRequest
-from ninja import Router, Schema, Status
+from ninja import Field, Router, Schema, Status
 
 from apps.agents.schemas import ContinueIn, SessionOut
 from apps.agents.selectors import session_get
+from apps.learning.costs import cost_forecast, forecast_line
 from apps.orchestration import runs, scheduler, selectors
 from apps.orchestration.schemas import (
     BatchOut,
@@ -30,6 +31,7 @@ class RunOut(Schema):
     project_id: int
     slug: str
     status: str
+    forecast: str = Field(description="Likely and worst-case cost of the open tasks, as forecast before the start.")
 
 
 @router.post("/projects/{project_id}/planning", response={202: SessionOut})
@@ -41,8 +43,11 @@ def start_planning(request: HttpRequest, project_id: str):
 @router.post("/projects/{project_id}/run", response={202: RunOut})
 def start_run(request: HttpRequest, project_id: str):
     """Start the run with the project's own settings (parallel, max_concurrency, strategy)."""
-    project = scheduler.run_start(project=project_get(user=request.user, project_id=project_id, operate=True))
-    return Status(202, {"project_id": project.pk, "slug": project.slug, "status": project.status})
+    project = project_get(user=request.user, project_id=project_id, operate=True)
+    forecast = forecast_line(cost_forecast(project=project))
+    project = scheduler.run_start(project=project)
+    return Status(202, {"project_id": project.pk, "slug": project.slug, "status": project.status,
+                        "forecast": forecast})
 
 
 @router.post("/sessions/{session_id}/continue", response={202: SessionOut})

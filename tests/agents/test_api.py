@@ -63,6 +63,7 @@ def test_runs_are_started_for_the_workers_once(api_client, owner, viewer, planne
     assert api_client(viewer).post(f"/api/projects/{planned_project.slug}/run").status_code == 403
     run = client.post(f"/api/projects/{planned_project.slug}/run")
     assert run.status_code == 202 and run.json()["status"] == "running"
+    assert run.json()["forecast"].startswith(f"forecast for {planned_project.tasks.count()} open task(s)")
     again = client.post(f"/api/projects/{planned_project.slug}/run")
     assert again.status_code == 409 and again.json()["error"] == "already_running"
 
