@@ -48,6 +48,7 @@ demo: venv
 	(cd var/demo-projects/kvstore/repo && python3 -m unittest discover -s tests 2>&1 | tail -n 3)
 	@echo
 	@echo "Read a transcript: make yf ARGS='transcript 2'   (any yokeflow verb on the demo database)"
+	@echo "Costs, models and what the agents learned: make yf ARGS='costs kvstore', make yf ARGS='expertise kvstore database'"
 	@echo "Browse it: make serve, then open http://127.0.0.1:8000/ and log in as demo / demo."
 
 yf: venv

@@ -15,6 +15,9 @@ class SessionOut(Schema):
     status: str
     model: str
     model_label: str
+    model_tier: str = Field(description="haiku, sonnet or opus, as chosen for the task.")
+    model_reason: str = Field(description="Why: overrides, complexity score, history, budget.")
+    task_type: str
     provider: str
     turns: int
     input_tokens: int

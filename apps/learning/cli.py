@@ -48,7 +48,7 @@ def _table(out: Any, title: str, rows: list[tuple[str, int, Any]]) -> None:
         return
     out.write(f"{title}:")
     for name, calls, cost in rows:
-        out.write(f"  {name:<48} {calls:>6} calls  ${cost:>10.4f}")
+        out.write(f"  {name:<48} {calls:>6} calls {'$' + format(cost, '.4f'):>12}")
 
 
 def _expertise(options: dict[str, Any], out: Any) -> None:

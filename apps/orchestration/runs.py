@@ -48,7 +48,9 @@ def planning_start(*, project: Project) -> AgentSession:
     repo_ensure(project)
     with transaction.atomic():
         session = session_create(project=project, kind=SessionKind.PLANNING, model=model_for_tier(),
-                                 provider=provider_name(), workdir=project.repo_path)
+                                 provider=provider_name(), workdir=project.repo_path,
+                                 model_tier=settings.DEFAULT_MODEL_TIER,
+                                 model_reason="planning sessions use DEFAULT_MODEL_TIER")
         enqueue("apps.orchestration.jobs.run_planning", session.pk)
     return session
 
