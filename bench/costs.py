@@ -8,8 +8,8 @@ caching, (3) every task on the tier `recommend_model` chooses, with caching. The
 defined here: it plays a fixed transcript per task (more turns for harder tasks; it first reads some of the code
 earlier tasks wrote, seeded into its working directory, as the role prompt tells agents to; then files are written,
 read, edited, searched and checked with real tools, so the prompt grows as in a real session) and reports token
-usage measured on the request it actually receives (about 4 characters a token), applying Anthropic's prompt-caching rule to the
-breakpoints the real provider sets. Dollars come from the product's own pricing: the `AgentCost` rows the loop
+usage measured on the request it actually receives (about 4 characters a token), applying Anthropic's
+prompt-caching rule to the breakpoints the real provider sets. Dollars come from the product's own pricing: the `AgentCost` rows the loop
 records at the seeded `ModelPrice` rates. It is a benchmark, not a test: it always exits 0.
 
 Goal: routed + cached costs at most half of all-Sonnet uncached, with no task failing.
