@@ -3,14 +3,15 @@
 Run from the repo root:  python bench/costs.py
 
 A plan of 20 tasks (simple, medium and complex ones) is run three times through the real coding loop and its
-tools, each time in a fresh project: (1) every task on Sonnet without prompt caching, (2) every task on Sonnet with
-caching, (3) every task on the tier `recommend_model` chooses, with caching. The model is a scripted provider
-defined here: it plays a fixed transcript per task (more turns for harder tasks; it first reads some of the code
-earlier tasks wrote, seeded into its working directory, as the role prompt tells agents to; then files are written,
-read, edited, searched and checked with real tools, so the prompt grows as in a real session) and reports token
-usage measured on the request it actually receives (about 4 characters a token), applying Anthropic's
-prompt-caching rule to the breakpoints the real provider sets. Dollars come from the product's own pricing: the `AgentCost` rows the loop
-records at the seeded `ModelPrice` rates. It is a benchmark, not a test: it always exits 0.
+tools, each time in a fresh project: (1) every task on Sonnet without prompt caching, (2) every task on Sonnet
+with caching, (3) every task on the tier `recommend_model` chooses, with caching. The model is a scripted
+provider defined here. It plays a fixed transcript per task (more turns for harder tasks): it first reads some
+of the code earlier tasks wrote, seeded into its working directory, as the role prompt tells agents to; then it
+writes, reads, edits, searches and checks files with the real tools, so the prompt grows as in a real session.
+It reports the token usage of the request it actually receives (about 4 characters a token), applying
+Anthropic's prompt-caching rule to the breakpoints the real provider sets. Dollars come from the product's own
+pricing: the `AgentCost` rows the loop records at the seeded `ModelPrice` rates. It is a benchmark, not a test:
+it always exits 0.
 
 Goal: routed + cached costs at most half of all-Sonnet uncached, with no task failing.
 
