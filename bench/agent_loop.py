@@ -12,29 +12,16 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
 import statistics
-import sys
-import tempfile
 import time
-from pathlib import Path
 
-ROOT = Path(__file__).resolve().parent.parent
-sys.path.insert(0, str(ROOT))
-WORK = Path(tempfile.mkdtemp(prefix="yokeflow-bench-"))
-os.environ.setdefault("DEBUG", "1")
-os.environ.setdefault("DATABASE_URL", f"sqlite:///{WORK / 'bench.sqlite3'}")
-os.environ["PROJECTS_ROOT"] = str(WORK / "projects")
-os.environ["REPLAY_ROOT"] = str(WORK / "replay")
-os.environ["LLM_PROVIDER"] = "replay"
-os.environ.setdefault("DJANGO_SETTINGS_MODULE", "yokeflow.settings")
+from setup_django import bench_django
 
-import django  # noqa: E402
-
-django.setup()
+WORK = bench_django("yokeflow-bench-")
 
 from django.contrib.auth import get_user_model  # noqa: E402
 from django.core.management import call_command  # noqa: E402
+from django.db import connection  # noqa: E402
 
 GOAL_MS = 25.0
 
@@ -83,7 +70,7 @@ def main() -> None:
     turns_ms = [(b - a) * 1000 for a, b in zip([started, *stamps], stamps, strict=False)]
     session.refresh_from_db()
     guarded = "off" if args.no_guards else "on"
-    print(f"database: {django.db.connection.vendor}; guards: {guarded}; {outcome.status} after {session.turns} turns, "
+    print(f"database: {connection.vendor}; guards: {guarded}; {outcome.status} after {session.turns} turns, "
           f"{session.last_seq} events, {total:.2f} s")
     print(f"per turn: median {statistics.median(turns_ms):.1f} ms, p95 "
           f"{statistics.quantiles(turns_ms, n=20)[18]:.1f} ms, first {turns_ms[0]:.1f} ms, last {turns_ms[-2]:.1f} ms")

@@ -25,31 +25,17 @@ from __future__ import annotations
 
 import json
 import math
-import os
 import random
-import sys
-import tempfile
 import time
 import zlib
 from collections import Counter
 from dataclasses import dataclass, field
 from decimal import Decimal
-from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-ROOT = Path(__file__).resolve().parent.parent
-sys.path.insert(0, str(ROOT))
-WORK = Path(tempfile.mkdtemp(prefix="yokeflow-bench-costs-"))
-os.environ.setdefault("DEBUG", "1")
-os.environ.setdefault("DATABASE_URL", f"sqlite:///{WORK / 'bench.sqlite3'}")
-os.environ["PROJECTS_ROOT"] = str(WORK / "projects")
-os.environ["REPLAY_ROOT"] = str(WORK / "replay")
-os.environ["LLM_PROVIDER"] = "replay"
-os.environ.setdefault("DJANGO_SETTINGS_MODULE", "yokeflow.settings")
+from setup_django import bench_django
 
-import django  # noqa: E402
-
-django.setup()
+WORK = bench_django("yokeflow-bench-costs-")
 
 from django.conf import settings  # noqa: E402
 from django.contrib.auth import get_user_model  # noqa: E402
