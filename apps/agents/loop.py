@@ -8,10 +8,9 @@ The loop knows nothing of orchestration, interventions or learning. They plug in
 
 Stops: the brief's `finished` check passes on end_turn (e.g. the task was reported done), the turn cap (a pause:
 resuming grants more turns), a cancel request, a guard's verdict (the budget is one: it sees the next request in
-`state.request` before it is sent), a provider error the SDK's
-retries could not cure, or the agent asking for help. Every way out leaves the session finished (or paused) with
-its metrics and a `session_end` event; a crash in between leaves a checkpoint from which `session_run` continues
-the same conversation.
+`state.request` before it is sent), a provider error the SDK's retries could not cure, or the agent asking for
+help. Every way out leaves the session finished (or paused) with its metrics and a `session_end` event; a crash
+in between leaves a checkpoint from which `session_run` continues the same conversation.
 """
 
 from __future__ import annotations
