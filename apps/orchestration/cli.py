@@ -247,7 +247,7 @@ def _event_text(event: Any) -> str:
 def _transcript(options: dict[str, Any], out: Any) -> None:
     session = agent_selectors.session_find(options["session"])
     out.write(f"session #{session.pk} · {session.kind} · {session.status} · {session.model_label}")
-    if session.model_reason:
+    if session.model_reason and not options["json"]:  # --json keeps one header line, then one event a line
         out.write(f"model choice: {session.model_reason}")
     for event in agent_selectors.events_list(session=session, after=options["after"]).iterator():
         if options["json"]:
