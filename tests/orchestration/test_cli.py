@@ -40,6 +40,7 @@ def test_sessions_and_transcripts_show_what_happened(kvstore):
 
     transcript = yokeflow("transcript", str(session.pk))
     assert "submit_plan" in transcript and "session_end" in transcript
+    assert "model choice: planning sessions use DEFAULT_MODEL_TIER" in transcript
     tail = yokeflow("transcript", str(session.pk), "--after", str(session.last_seq - 1), "--json")
     assert tail.count("\n") == 2 and '"session_end"' in tail
 
