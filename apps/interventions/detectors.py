@@ -22,7 +22,6 @@ of resuming with notes.
 
 from __future__ import annotations
 
-import math
 import re
 import shlex
 from dataclasses import dataclass
@@ -36,6 +35,7 @@ from apps.agents.loop import LoopState, ToolCall, Verdict
 from apps.agents.pricing import call_worst_case, price_for
 from apps.agents.selectors import project_spent
 from apps.interventions import holds
+from apps.interventions.services import approval_for
 from apps.projects.models import Project
 
 OUTPUT_TAIL_LINES = 15
@@ -299,7 +299,7 @@ class BudgetGuard:
         spent = project_spent(project=Project(pk=self.project_id))
         if spent + worst <= budget:
             return None
-        suggested = max(Decimal(settings.BUDGET_APPROVE_MIN), Decimal(math.ceil(spent + worst - budget)))
+        suggested = approval_for(spent + worst - budget)
         return Verdict("pause", "budget", f"the next call could cost up to ${worst:.4f}; ${spent:.4f} of the "
                        f"${budget:.2f} budget is spent. Approve more budget to go on (suggested +${suggested}).",
                        {"budget_usd": str(budget), "spent_usd": str(spent), "next_call_worst_usd": str(worst),

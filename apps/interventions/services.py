@@ -115,6 +115,11 @@ def _check_open(pause: PausedSession) -> None:
                             "a pause is resumed once", code="already_resolved", recoverable=False)
 
 
+def approval_for(shortfall: Decimal) -> Decimal:
+    """The whole dollars to suggest approving for a shortfall (at least BUDGET_APPROVE_MIN)."""
+    return max(Decimal(settings.BUDGET_APPROVE_MIN), Decimal(math.ceil(shortfall)))
+
+
 def _check_budget(pause: PausedSession) -> None:
     """A budget pause continues only once the budget covers the call it stopped before."""
     if pause.pause_type != PauseType.BUDGET or pause.project.budget_usd is None:
@@ -126,7 +131,7 @@ def _check_budget(pause: PausedSession) -> None:
         raise ConflictError(
             f"the budget is still short by ${short:.2f} (${spent:.2f} spent of ${pause.project.budget_usd:.2f}); "
             f"approve more budget (e.g. `yokeflow budget {pause.project.slug} --approve "
-            f"{max(settings.BUDGET_APPROVE_MIN, math.ceil(short))}`)", code="budget_exhausted", recoverable=True,
+            f"{approval_for(short)}`)", code="budget_exhausted", recoverable=True,
             details={"short_usd": str(short.quantize(Decimal("0.01")))})
 
 
