@@ -1,4 +1,4 @@
-"""Server-rendered pages. Login is enforced by LoginRequiredMiddleware; access per project by selectors."""
+"""The interventions page: paused sessions with their blockers, resume with notes, approve more budget."""
 
 from __future__ import annotations
 
@@ -17,43 +17,10 @@ from apps.interventions.models import PausedSession
 from apps.interventions.services import budget_approve as budget_approve_service
 from apps.interventions.services import pause_resolve
 from apps.projects import selectors
-from apps.projects.graph import CycleError
 
 # Blocker keys the card shows in their own rows; any other key is listed after them.
 BLOCKER_SHOWN = frozenset({"command", "pattern", "match", "tool", "port", "module", "files", "advice",
                            "output_tail", "output", "retry_stats", "recovery", "can_auto_resume"})
-
-
-def projects(request: HttpRequest) -> HttpResponse:
-    projects = selectors.projects_with_counts(request.user)
-    return render(request, "dashboard/projects.html", {"projects": projects})
-
-
-def project(request: HttpRequest, slug: str) -> HttpResponse:
-    try:
-        project = selectors.project_get(user=request.user, project_id=slug)
-    except NotFoundError as exc:
-        raise Http404(exc.message) from None
-    if request.htmx:  # the polled fragment needs only the task rows, not the graph
-        return render(request, "dashboard/project.html#tasks", {"tasks": selectors.tasks_list(project)})
-    graph = selectors.project_graph(project)
-    analysis = graph.analyze()
-    try:
-        critical, critical_minutes = graph.critical_path()
-    except CycleError:
-        critical, critical_minutes = [], 0.0
-    context = {
-        "project": project,
-        "counts": selectors.project_counts(project),
-        "epics": selectors.epics_list(project),
-        "tasks": selectors.tasks_list(project),
-        "batches": analysis.batches,
-        "analysis": analysis,
-        "critical": critical,
-        "critical_minutes": critical_minutes,
-        "can_operate": selectors.can_operate(request.user, project),
-    }
-    return render(request, "dashboard/project.html", context)
 
 
 def interventions(request: HttpRequest) -> HttpResponse:

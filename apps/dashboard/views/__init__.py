@@ -1,0 +1,2 @@
+"""Server-rendered pages, one module per page family. Login is enforced by LoginRequiredMiddleware; access per
+project by the selectors (`common.project_for`)."""
