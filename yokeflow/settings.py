@@ -190,6 +190,13 @@ MODEL_HISTORY_MIN_SESSIONS = envint("MODEL_HISTORY_MIN_SESSIONS", 3, minimum=1) 
 MODEL_HISTORY_UPGRADE_BELOW = envfloat("MODEL_HISTORY_UPGRADE_BELOW", 0.6, minimum=0.0)  # success rate → tier up
 MODEL_HISTORY_DOWNGRADE_FROM = envfloat("MODEL_HISTORY_DOWNGRADE_FROM", 0.9, minimum=0.0)  # cheaper tier this good
 MODEL_BUDGET_DOWNGRADE_AT = envfloat("MODEL_BUDGET_DOWNGRADE_AT", 0.8, minimum=0.0)  # budget share spent → tier down
+
+# Live pages and the event feed
+DASHBOARD_POLL_SECONDS = envfloat("DASHBOARD_POLL_SECONDS", 2.0, minimum=0.2)  # how often live regions refresh
+# On PostgreSQL, transactions commit out of id order: the feed holds back events younger than this so a client
+# polling with ?after=SEQ does not step over an event whose transaction commits a moment later.
+EVENTS_SETTLE_SECONDS = envfloat("EVENTS_SETTLE_SECONDS", 1.0, minimum=0.0)
+EVENTS_STREAM_SECONDS = envint("EVENTS_STREAM_SECONDS", 300, minimum=1)  # one SSE response, then the client reconnects
 BUDGET_APPROVE_MIN = envint("BUDGET_APPROVE_MIN", 1, minimum=1)  # dollars suggested at least by a budget pause
 
 INSTALLED_APPS = [

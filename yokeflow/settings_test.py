@@ -21,3 +21,4 @@ ANTHROPIC_API_KEY = None
 SESSION_COOKIE_SECURE = False
 CSRF_COOKIE_SECURE = False
 STATIC_ROOT = VAR_DIR / "static-test"
+EVENTS_SETTLE_SECONDS = 0.0  # tests read their own committed events at once; one test sets it to check the hold-back

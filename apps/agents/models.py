@@ -83,6 +83,8 @@ class AgentSession(BaseModel):
     duration_ms = models.PositiveBigIntegerField(default=0)
     attempts = models.PositiveIntegerField(default=0, help_text="How many times a worker has run this session.")
     cancel_requested = models.BooleanField(default=False)
+    pause_requested = models.CharField(max_length=300, blank=True,
+                                       help_text="Who asked to pause and why; the session pauses before its next call.")
     stop_reason = models.CharField(max_length=32, blank=True)
     error = models.TextField(blank=True)
 

@@ -26,7 +26,8 @@ from apps.agents.models import (
 )
 from apps.agents.pricing import TokenUsage, cost_of, is_long_prompt, price_for
 from apps.core.errors import ConflictError, InvalidTransitionError, ValidationError
-from apps.projects.models import Project, Task
+from apps.projects.events import event_emit
+from apps.projects.models import EventKind, Project, Task
 from apps.projects.services import task_transition
 
 Status = SessionStatus
@@ -93,7 +94,15 @@ def session_transition(
     if changed != 1:
         raise ConflictError(f"session {session.pk} changed while moving it to {status}; reload and retry")
     session.refresh_from_db()
+    status_event(session)
     return session
+
+
+def status_event(session: AgentSession) -> None:
+    """The live pages' and the feed's record of an agent starting, pausing or finishing."""
+    event_emit(project_id=session.project_id, kind=EventKind.AGENT_STATUS, task=session.task,
+               session_id=session.pk, status=session.status, kind_of_session=session.kind, model=session.model,
+               tier=session.model_tier, turns=session.turns, reason=session.stop_reason)
 
 
 def session_claim(*, session: AgentSession, owner: str | None = None, force: bool = False) -> AgentSession:
@@ -108,6 +117,7 @@ def session_claim(*, session: AgentSession, owner: str | None = None, force: boo
         status=Status.RUNNING, started_at=Coalesce("started_at", now), **lease
     ):
         session.refresh_from_db()
+        status_event(session)
         return session
     stale = Q(heartbeat_at__isnull=True) | Q(heartbeat_at__lt=lease_cutoff())
     running = AgentSession.objects.filter(pk=session.pk, status=Status.RUNNING)
@@ -136,6 +146,8 @@ def _cancel_task_of(session: AgentSession) -> None:
         status__in=(Task.Status.RUNNING, Task.Status.MERGING)
     ).exists():
         Project.objects.filter(pk=project.pk).update(status=Project.Status.PAUSED, updated=timezone.now())
+        event_emit(project_id=project.pk, kind=EventKind.RUN_STATUS, status=Project.Status.PAUSED,
+                   previous=project.status)
 
 
 def session_heartbeat(*, session: AgentSession) -> bool:
@@ -160,6 +172,20 @@ def session_request_cancel(*, session: AgentSession) -> AgentSession:
         raise InvalidTransitionError(f"session {session.pk} is {session.status}; there is nothing to cancel")
     AgentSession.objects.filter(pk=session.pk).update(cancel_requested=True)
     session.refresh_from_db()
+    return session
+
+
+def session_request_pause(*, session: AgentSession, by: str, reason: str = "") -> AgentSession:
+    """Ask a queued or running session to pause before its next model call (a guard turns this into a pause)."""
+    if session.status not in (Status.QUEUED, Status.RUNNING):
+        raise InvalidTransitionError(f"session {session.pk} is {session.status}; only a queued or running session "
+                                     "can be paused", code="not_pausable")
+    by = (by or "").strip()
+    if not by:
+        raise ValidationError("by: say who pauses the session", code="invalid_fields", details={"field": "by"})
+    text = f"{by}: {reason.strip()}" if reason.strip() else by
+    AgentSession.objects.filter(pk=session.pk).update(pause_requested=text[:300], updated=timezone.now())
+    session.pause_requested = text[:300]
     return session
 
 
@@ -227,6 +253,9 @@ def call_record(
             cache_write_tokens=F("cache_write_tokens") + usage.cache_write_tokens,
             cost_usd=F("cost_usd") + cost,
         )
-    session.refresh_from_db(fields=["input_tokens", "output_tokens", "cache_read_tokens", "cache_write_tokens",
-                                    "cost_usd"])
+        session.refresh_from_db(fields=["input_tokens", "output_tokens", "cache_read_tokens", "cache_write_tokens",
+                                        "cost_usd"])
+        event_emit(project_id=session.project_id, kind=EventKind.COST_UPDATE, session_id=session.pk,
+                   task=session.task, model=model, turn=turn, cost_usd=cost, session_cost_usd=session.cost_usd,
+                   input_tokens=usage.input_tokens, output_tokens=usage.output_tokens, simulated=simulated)
     return row

@@ -32,6 +32,7 @@ from django.conf import settings
 from django.utils import timezone
 
 from apps.agents.loop import LoopState, ToolCall, Verdict
+from apps.agents.models import AgentSession
 from apps.agents.pricing import call_worst_case, price_for
 from apps.agents.selectors import project_spent
 from apps.interventions import holds
@@ -306,10 +307,23 @@ class BudgetGuard:
                         "suggested_usd": str(suggested)})
 
 
+def manual_pause(phase: str, state: LoopState) -> Verdict | None:
+    """Before every call: a person asked this session to pause (page, API, command). The request is taken (cleared)
+    as it turns into the pause, so continuing the session does not pause it again."""
+    if phase != "before_call":
+        return None
+    rows = AgentSession.objects.filter(pk=state.session.pk).exclude(pause_requested="")
+    requested = rows.values_list("pause_requested", flat=True).first()
+    if not requested or not rows.update(pause_requested=""):
+        return None
+    by, _, why = requested.partition(": ")
+    return Verdict("pause", "manual", f"paused by {by}" + (f": {why}" if why else ""), {"requested_by": by})
+
+
 def guards_for(*, account: str, project_id: int | None = None) -> tuple[list, list]:
     """The guards and hooks of one coding session run: (guards, hooks) for `session_run`."""
     provider_guard = ProviderGuard(account)
-    guards: list = [provider_guard, CriticalErrors(), RetryTracker()]
+    guards: list = [manual_pause, provider_guard, CriticalErrors(), RetryTracker()]
     if project_id is not None:
         guards.insert(0, BudgetGuard(project_id))
     return guards, [provider_guard.hook]

@@ -22,15 +22,19 @@ from apps.interventions.detectors import BudgetGuard
 from apps.interventions.models import PausedSession, PauseType
 from apps.interventions.services import pause_open, pause_resolve
 from apps.orchestration.repository import repo_ensure
-from apps.projects.models import Project, Task
+from apps.projects.events import event_emit
+from apps.projects.models import EventKind, Project, Task
 from apps.projects.services import task_transition, tasks_refresh_ready
 
 TaskStatus = Task.Status
 
 
 def set_project_status(project: Project, status: str) -> None:
+    previous = project.status
     Project.objects.filter(pk=project.pk).update(status=status, updated=timezone.now())
     project.status = status
+    if previous != status:
+        event_emit(project_id=project.pk, kind=EventKind.RUN_STATUS, status=status, previous=previous)
 
 
 # ------------------------------------------------------------------------------------------------ planning

@@ -52,7 +52,8 @@ from apps.orchestration.worktrees import (
     worktree_remove,
     worktrees_reconcile,
 )
-from apps.projects.models import Epic, Project, Task
+from apps.projects.events import event_emit
+from apps.projects.models import Epic, EventKind, Project, Task
 from apps.projects.selectors import project_graph
 from apps.projects.services import project_update, task_transition, tasks_refresh_ready
 
@@ -141,6 +142,13 @@ def batches_refresh(*, project: Project) -> None:
         else:
             continue
         batch.save(update_fields=["status", "started_at", "completed_at", "updated"])
+        _batch_event(project, batch)
+
+
+def _batch_event(project: Project, batch: ParallelBatch) -> None:
+    done = batch.status == ParallelBatch.Status.COMPLETED
+    event_emit(project_id=project.pk, kind=EventKind.BATCH_COMPLETE if done else EventKind.BATCH_START,
+               batch=batch.number, tasks=len(batch.task_ids))
 
 
 def reaper_ensure() -> Schedule:

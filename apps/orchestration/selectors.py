@@ -1,17 +1,23 @@
-"""Reads for runs: worktrees, batches with their progress, and the parallel status of a project."""
+"""Reads for runs: worktrees, batches with their progress, the parallel status, and the live board (swimlanes and
+progress panel) of a project."""
 
 from __future__ import annotations
 
 from collections import Counter
+from dataclasses import dataclass, field
 
-from django.db.models import QuerySet
+from django.db.models import Max, QuerySet
+from django.utils import timezone
 from django_q.brokers import get_broker
 
 from apps.agents.models import AgentSession
+from apps.agents.selectors import project_spent
 from apps.core.errors import NotFoundError
 from apps.orchestration.models import LIVE_WORKTREE, ParallelBatch, Worktree
 from apps.orchestration.worktrees import worktree_git_status
-from apps.projects.models import Project, Task
+from apps.projects.events import event_last_seq
+from apps.projects.graph import DependencyGraph, Edge, Node
+from apps.projects.models import Epic, Project, Task, TaskDependency
 
 
 def worktrees_list(*, project: Project, live_only: bool = False) -> QuerySet[Worktree]:
@@ -80,3 +86,156 @@ def run_figures(*, project: Project) -> dict[str, float]:
     wall = (last_done - min(start for start, _end in starts)).total_seconds()
     work = sum((end - start).total_seconds() for start, end in starts if end)
     return {"wall_s": wall, "work_s": work, "overlap": work / wall if wall else 0.0}
+
+
+# ------------------------------------------------------------------------------------------------ live board
+
+
+@dataclass
+class Card:
+    pk: int
+    key: str
+    title: str
+    status: str
+    epic_id: int
+    batch: int
+    domain: str
+    estimate: int
+    attempts: int
+    error: str
+    deps: list[str] = field(default_factory=list)
+    session_id: int | None = None
+
+
+@dataclass
+class Lane:
+    key: str
+    title: str
+    status: str
+    cards: list[Card]
+    done: int = 0
+
+
+def project_board(*, project: Project) -> dict:
+    """The swimlanes: a lane per epic, a card per task with its batch, dependencies and latest session.
+
+    Five flat queries whatever the plan's size (epics, tasks, dependencies, latest sessions, last event).
+    """
+    lanes = {pk: Lane(key, title, status, []) for pk, key, title, status in
+             Epic.objects.filter(project=project).order_by("position").values_list("pk", "key", "title", "status")}
+    cards = _cards(project)
+    by_pk = {card.pk: card for card in cards}
+    for task_id, depends_on_id in TaskDependency.objects.filter(task__project=project).values_list(
+            "task_id", "depends_on_id"):
+        if task_id in by_pk and depends_on_id in by_pk:
+            by_pk[task_id].deps.append(by_pk[depends_on_id].key)
+    _number_batches(cards)
+    latest = (AgentSession.objects.filter(project=project, task__isnull=False).values("task_id")
+              .annotate(last=Max("pk")).values_list("task_id", "last"))
+    for task_id, session_id in latest:
+        if task_id in by_pk:
+            by_pk[task_id].session_id = session_id
+    for card in cards:
+        lane = lanes[card.epic_id]
+        lane.cards.append(card)
+        lane.done += card.status == Task.Status.DONE
+    return {"lanes": list(lanes.values()), "cards": cards, "last_seq": event_last_seq(project)}
+
+
+def _cards(project: Project) -> list[Card]:
+    rows = Task.objects.filter(project=project).order_by("position").values_list(
+        "pk", "key", "title", "status", "epic_id", "domain", "estimate_minutes", "attempts", "last_error")
+    return [Card(pk, key, title, status, epic_id, 0, domain, estimate, attempts, (error or "")[:200])
+            for pk, key, title, status, epic_id, domain, estimate, attempts, error in rows]
+
+
+def _number_batches(cards: list[Card]) -> None:
+    """Each card's Kahn batch (1-based), from the rows already read: the same batches the graph page lists."""
+    graph = DependencyGraph([Node(c.key, 0, float(c.estimate)) for c in cards],
+                            [Edge(c.key, dep) for c in cards for dep in c.deps])
+    number = {key: n for n, keys in enumerate(graph.batches(), start=1) for key in keys}
+    for card in cards:
+        card.batch = number.get(card.key, 0)  # 0: in a cycle, never schedulable until the plan is fixed
+
+
+def run_progress(*, project: Project, cards: list[Card] | None = None) -> dict:
+    """The progress panel: overall and per-batch progress, running agents, cost against budget, ETA."""
+    cards = cards if cards is not None else _batched_cards(project)
+    counts = Counter(card.status for card in cards)
+    finished = counts[Task.Status.DONE] + counts[Task.Status.CANCELLED]
+    spent = project_spent(project=project)
+    budget = project.budget_usd
+    return {
+        "total": len(cards), "done": counts[Task.Status.DONE], "counts": dict(counts),
+        "percent": round(100 * counts[Task.Status.DONE] / len(cards)) if cards else 0,
+        "batches": _batch_progress(cards),
+        "agents": _running_agents(project),
+        "spent": spent, "budget": budget,
+        "budget_percent": round(100 * spent / budget) if budget else None,
+        "eta": run_eta(project=project, remaining=len(cards) - finished),
+    }
+
+
+def _batched_cards(project: Project) -> list[Card]:
+    cards = _cards(project)
+    keys = {card.pk: card.key for card in cards}
+    deps: dict[int, list[str]] = {}
+    for task_id, depends_on_id in TaskDependency.objects.filter(task__project=project).values_list(
+            "task_id", "depends_on_id"):
+        if depends_on_id in keys:
+            deps.setdefault(task_id, []).append(keys[depends_on_id])
+    for card in cards:
+        card.deps = deps.get(card.pk, [])
+    _number_batches(cards)
+    return cards
+
+
+def _batch_progress(cards: list[Card]) -> list[dict]:
+    batches: dict[int, Counter] = {}
+    for card in cards:
+        batches.setdefault(card.batch, Counter())[card.status] += 1
+    rows = []
+    for number in sorted(batches):
+        states = batches[number]
+        total = sum(states.values())
+        rows.append({"number": number, "total": total, "done": states[Task.Status.DONE],
+                     "running": states[Task.Status.RUNNING] + states[Task.Status.MERGING],
+                     "failed": states[Task.Status.FAILED], "percent": round(100 * states[Task.Status.DONE] / total)})
+    return rows
+
+
+def _running_agents(project: Project) -> list[dict]:
+    now = timezone.now()
+    rows = (AgentSession.objects.filter(project=project, status__in=(AgentSession.Status.RUNNING,
+                                                                      AgentSession.Status.QUEUED))
+            .select_related("task").order_by("started_at", "pk"))
+    return [{"session_id": s.pk, "task_key": s.task.key if s.task_id else s.kind,
+             "task_title": s.task.title if s.task_id else "planning", "model": s.model_label, "tier": s.model_tier,
+             "turns": s.turns, "status": s.status, "pause_requested": s.pause_requested,
+             "elapsed": duration_text((now - s.started_at).total_seconds() if s.started_at else 0)} for s in rows]
+
+
+def run_eta(*, project: Project, remaining: int) -> dict:
+    """Time left from this project's own history: the median task duration so far × the tasks left, spread over
+    the agents that can work at once. None until a task of this project has finished."""
+    durations = sorted(
+        (done - started).total_seconds() for started, done in
+        Task.objects.filter(project=project, status=Task.Status.DONE, started_at__isnull=False,
+                            completed_at__isnull=False).values_list("started_at", "completed_at"))
+    slots = project.max_concurrency if project.parallel_enabled else 1
+    if not durations or remaining <= 0:
+        return {"seconds": None if remaining else 0, "median_task_s": None, "slots": slots, "sample": len(durations)}
+    median = durations[len(durations) // 2]
+    rounds = -(-remaining // slots)  # ceil: a partly filled round still takes a task's time
+    return {"seconds": int(rounds * median), "text": duration_text(rounds * median), "median_task_s": int(median),
+            "slots": slots, "sample": len(durations), "remaining": remaining}
+
+
+def duration_text(seconds: float) -> str:
+    """"45 s", "3 min 5 s", "2 h 10 min": how long, at the precision a person reads."""
+    seconds = int(seconds)
+    if seconds < 60:
+        return f"{seconds} s"
+    if seconds < 3600:
+        return f"{seconds // 60} min {seconds % 60} s"
+    return f"{seconds // 3600} h {seconds % 3600 // 60} min"

@@ -1,17 +1,19 @@
-"""/api/projects: projects, plan import, epics, tasks and the dependency graph.
+"""/api/projects: projects, plan import, epics, tasks, the dependency graph and the run's event feed.
 
 No `from __future__ import annotations` here: django-ninja reads the signatures' types at runtime.
 """
 
 from typing import Literal
 
-from django.http import HttpRequest
+from django.conf import settings
+from django.http import HttpRequest, StreamingHttpResponse
 from ninja import Query, Router, Status
 from ninja.pagination import paginate
 
 from apps.core.api import Pages
 from apps.core.errors import ValidationError
 from apps.projects import selectors, services
+from apps.projects.events import event_as_dict, event_stream, events_after
 from apps.projects.graph import CycleError
 from apps.projects.models import Project
 from apps.projects.plan import PlanSpec, plan_import
@@ -24,6 +26,8 @@ from apps.projects.schemas import (
     GraphOut,
     ImportOut,
     ProjectDetailOut,
+    ProjectEventOut,
+    ProjectEventsQuery,
     ProjectIn,
     ProjectOut,
     ProjectPatch,
@@ -152,3 +156,28 @@ def validate_dependencies(request: HttpRequest, project_id: str):
         "valid": analysis.ok, "tasks": len(graph.nodes), "dependencies": len(graph.edges),
         "batches": len(analysis.batches), "cycles": analysis.cycles, "missing": [list(m) for m in analysis.missing],
     }
+
+
+@router.get("/{project_id}/events", response=list[ProjectEventOut])
+def list_events(request: HttpRequest, project_id: str, query: Query[ProjectEventsQuery]):
+    """The run's events in order (batch_start/batch_complete, task_start/task_complete/task_status, agent_status,
+    cost_update, run_status): poll with `after` = the last `seq` you saw. The live pages read the same rows."""
+    project = _project(request, project_id)
+    return [event_as_dict(event) for event in
+            events_after(project=project, after=query.after, limit=query.limit, kinds=query.kind)]
+
+
+@router.get("/{project_id}/events/stream", response={200: None})
+def stream_events(request: HttpRequest, project_id: str, after: int = 0):
+    """The same events as server-sent events (`text/event-stream`): each frame's `id` is its `seq`, its `event` the
+    kind. A reconnecting client sends `Last-Event-ID` and gets what it missed. The stream ends with an `end` event
+    when the run is over, or after EVENTS_STREAM_SECONDS (reconnect to go on)."""
+    project = _project(request, project_id)
+    resume = request.headers.get("Last-Event-ID", "")
+    start = int(resume) if resume.isdigit() else max(after, 0)
+    response = StreamingHttpResponse(event_stream(project=project, after=start,
+                                                  seconds=settings.EVENTS_STREAM_SECONDS),
+                                     content_type="text/event-stream")
+    response["Cache-Control"] = "no-cache"
+    response["X-Accel-Buffering"] = "no"  # nginx would otherwise hold the frames back
+    return response

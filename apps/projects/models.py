@@ -335,3 +335,39 @@ class AcceptanceTest(BaseModel):
 
     def __str__(self) -> str:
         return self.description[:80]
+
+
+class EventKind(models.TextChoices):
+    RUN_STATUS = "run_status", "run status changed"
+    BATCH_START = "batch_start", "batch started"
+    BATCH_COMPLETE = "batch_complete", "batch completed"
+    TASK_START = "task_start", "task started"
+    TASK_COMPLETE = "task_complete", "task finished (done, failed or cancelled)"
+    TASK_STATUS = "task_status", "task status changed"
+    AGENT_STATUS = "agent_status", "agent session status changed"
+    COST_UPDATE = "cost_update", "LLM call recorded"
+
+
+class ProjectEvent(models.Model):
+    """One thing that happened in a project's run, in order: what the live pages and the event feed read.
+
+    `id` is the feed's sequence number (`?after=SEQ`). Rows are written in the same transaction as the change
+    they describe, so a reader never sees an event for a change that rolled back.
+    """
+
+    Kind = EventKind
+    id = models.BigAutoField(primary_key=True)
+    project = models.ForeignKey(Project, on_delete=models.CASCADE, related_name="events")
+    kind = models.CharField(max_length=20, choices=Kind.choices)
+    task = models.ForeignKey(Task, on_delete=models.SET_NULL, null=True, blank=True, related_name="+")
+    session_id = models.BigIntegerField(null=True, blank=True, help_text="The agent session, when there is one.")
+    payload = models.JSONField(default=dict, blank=True)
+    created = models.DateTimeField(auto_now_add=True)
+
+    class Meta:
+        ordering = ["id"]
+        constraints = [models.CheckConstraint(condition=in_choices("kind", EventKind), name="event_kind_valid")]
+        indexes = [models.Index(fields=["project", "id"], name="event_project_seq")]
+
+    def __str__(self) -> str:
+        return f"#{self.pk} {self.kind}"

@@ -10,7 +10,15 @@ from ninja import Field, Schema
 from pydantic import StringConstraints
 
 from apps.core.validation import Text
-from apps.projects.models import KEY_PATTERN, SLUG_PATTERN, Domain, MergeStrategyChoice, RunStrategy, TaskStatus
+from apps.projects.models import (
+    KEY_PATTERN,
+    SLUG_PATTERN,
+    Domain,
+    EventKind,
+    MergeStrategyChoice,
+    RunStrategy,
+    TaskStatus,
+)
 
 Name = Annotated[Text, StringConstraints(strip_whitespace=True, min_length=1, max_length=255)]
 Slug = Annotated[str, StringConstraints(pattern=SLUG_PATTERN)]
@@ -212,3 +220,18 @@ class ValidateOut(Schema):
     batches: int
     cycles: list[list[str]]
     missing: list[list[str]]
+
+
+class ProjectEventOut(Schema):
+    seq: int = Field(description="Sequence number: pass the last one you saw as `after`.")
+    kind: EventKind
+    created: datetime
+    task: str | None = Field(None, description="The task's key, when the event is about a task.")
+    session_id: int | None = None
+    payload: dict
+
+
+class ProjectEventsQuery(Schema):
+    after: int = Field(0, ge=0, description="Only events with a larger sequence number.")
+    limit: int = Field(500, ge=1, le=500)
+    kind: list[EventKind] | None = Field(None, description="Only these kinds (repeat the parameter).")

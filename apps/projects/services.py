@@ -14,6 +14,7 @@ from django.utils import timezone
 from django.utils.text import slugify
 
 from apps.core.errors import ConflictError, InvalidTransitionError, PermissionDeniedError, ValidationError
+from apps.projects.events import task_event, tasks_event
 from apps.projects.graph import DependencyGraph, Edge
 from apps.projects.models import RESERVED_SLUGS, TASK_TRANSITIONS, Project, ProjectMembership, Task, TaskDependency
 from apps.projects.selectors import project_graph, task_get
@@ -142,8 +143,10 @@ def task_transition(*, task: Task, to: str, error: str | None = None) -> Task:
     if Task.objects.filter(pk=task.pk, status=task.status).update(**changes) != 1:
         raise ConflictError(f"task {task.key} changed while moving it to {to}; reload and retry",
                             code="task_changed")
+    previous = task.status
     for name, value in changes.items():
         setattr(task, name, value)
+    task_event(task, previous)
     return task
 
 
@@ -153,11 +156,13 @@ def tasks_refresh_ready(*, project: Project) -> int:
     unmet = TaskDependency.objects.filter(
         task=OuterRef("pk"), kind=TaskDependency.Kind.HARD
     ).exclude(depends_on__status=Task.Status.DONE)
-    return (
-        Task.objects.filter(project=project, status=Task.Status.PENDING)
-        .exclude(Exists(unmet))
-        .update(status=Task.Status.READY, updated=timezone.now())
-    )
+    pending = Task.objects.filter(project=project, status=Task.Status.PENDING)
+    ready = dict(pending.exclude(Exists(unmet)).values_list("pk", "key"))
+    if not ready:
+        return 0
+    moved = pending.filter(pk__in=list(ready)).update(status=Task.Status.READY, updated=timezone.now())
+    tasks_event(project.pk, ready.values(), Task.Status.READY, Task.Status.PENDING)
+    return moved
 
 
 # ---------------------------------------------------------------- dependencies

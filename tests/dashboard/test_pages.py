@@ -37,17 +37,17 @@ def test_the_project_page_shows_epics_tasks_batches_and_critical_path(client, pl
 
     page = client.get("/projects/todo-service/").text
 
-    assert "Batches" in page and "Storage" in page and "Lists page" in page
-    assert "Critical path (140 min): T1 → T2 → T3 → T4 → T5 → T7 → T8" in page
+    assert "Batch 1" in page and "Storage" in page and "Lists page" in page
+    assert "Critical path (140 min estimated): T1 → T2 → T3 → T4 → T5 → T7 → T8" in page
     assert "htmx" in page
 
 
-def test_an_htmx_request_gets_only_the_tasks_fragment(client, planned_project, owner):
+def test_an_htmx_request_gets_only_the_swimlanes_fragment(client, planned_project, owner):
     client.force_login(owner)
 
-    fragment = client.get("/projects/todo-service/", headers={"HX-Request": "true"}).text
+    fragment = client.get("/projects/todo-service/?part=swimlanes", headers={"HX-Request": "true"}).text
 
-    assert 'id="tasks"' in fragment and "<html" not in fragment and "Batches" not in fragment
+    assert 'id="swimlanes"' in fragment and "<html" not in fragment and "Progress" not in fragment
 
 
 def test_another_users_project_is_not_found(client, planned_project, outsider):

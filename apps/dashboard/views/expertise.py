@@ -1,17 +1,175 @@
-"""The expertise pages (being built)."""
+"""The expertise pages: every domain's file with its version, size and validation; one domain's content, its
+learning history, and a hand edit (or a validation / repository scan) that saves a new version."""
 
 from __future__ import annotations
 
-from django.http import HttpRequest, HttpResponse
+import json
+from collections.abc import Callable
+from typing import Any
 
+from django.conf import settings
+from django.contrib import messages
+from django.db import transaction
+from django.db.models import OuterRef, Subquery
+from django.http import Http404, HttpRequest, HttpResponse
+from django.shortcuts import redirect, render
+from django.views.decorators.http import require_POST
+
+from apps.core.errors import ValidationError, YokeFlowError, http_status
+from apps.dashboard.views.common import project_context, project_for
+from apps.learning import expertise as learning
+from apps.learning.models import ExpertiseFile, ExpertiseUpdate
+from apps.projects.models import Domain, Project
+
+SUMMARY_MAX = 500  # ExpertiseUpdate.summary's length; longer text would be cut by the service anyway
+
+
+# --- the list of domains ---------------------------------------------------------------------------------------
 
 def expertise(request: HttpRequest, slug: str) -> HttpResponse:
-    raise NotImplementedError("the expertise page is being built")
+    project = project_for(request, slug)
+    files = learning.expertise_all(project=project)
+    saved = [f for f in files if f.pk]  # expertise_all fills unknown domains with unsaved empty files
+    last = _last_changes(saved)
+    for file in saved:
+        file.last_change = last.get(file.pk)
+        file.fill = _fill(file.line_count)
+    context = {**project_context(request, project, "expertise"), "files": saved,
+               "missing": [f.domain for f in files if not f.pk], "max_lines": settings.EXPERTISE_MAX_LINES}
+    return render(request, "dashboard/expertise.html", context)
 
+
+def _last_changes(files: list[ExpertiseFile]) -> dict[int, ExpertiseUpdate]:
+    """Each file's newest history entry, in one query however long the histories are."""
+    newest = (ExpertiseUpdate.objects.filter(expertise=OuterRef("expertise"))
+              .order_by("-created", "-id").values("pk")[:1])
+    rows = ExpertiseUpdate.objects.filter(expertise__in=files, pk=Subquery(newest)).select_related("author")
+    return {row.expertise_id: row for row in rows}
+
+
+def _fill(lines: int) -> int:
+    """How full the file is against the line cap, in percent (for the bar), never above 100."""
+    return min(100, round(100 * lines / settings.EXPERTISE_MAX_LINES))
+
+
+# --- one domain ------------------------------------------------------------------------------------------------
 
 def expertise_domain(request: HttpRequest, slug: str, domain: str) -> HttpResponse:
-    raise NotImplementedError("the expertise page is being built")
+    project = project_for(request, slug)
+    _check_domain(domain)
+    return _domain_page(request, project, domain)
 
 
+@require_POST
 def expertise_edit(request: HttpRequest, slug: str, domain: str) -> HttpResponse:
-    raise NotImplementedError("the expertise page is being built")
+    """`action` edit (the default), validate or improve; a refusal re-renders the domain page with the reason."""
+    project = project_for(request, slug)  # an invisible project is a 404 before anything else
+    _check_domain(domain)
+    try:
+        project_for(request, slug, operate=True)  # a viewer gets the selectors' PermissionDeniedError (403)
+        notice = _act(request, project, domain)
+    except YokeFlowError as exc:
+        return _refused(request, project, domain, exc)
+    messages.success(request, notice)
+    return redirect("dashboard:expertise_domain", slug=project.slug, domain=domain)
+
+
+def _check_domain(domain: str) -> None:
+    # The URL accepts any slug; only the known domains have pages.
+    if domain not in Domain.values:
+        raise Http404(f"no expertise domain {domain!r}; known: {', '.join(Domain.values)}")
+
+
+def _domain_page(request: HttpRequest, project: Project, domain: str, *, status: int = 200,
+                 **extra: Any) -> HttpResponse:
+    file = learning.expertise_read(project=project, domain=domain)
+    markdown = learning.render_markdown(file.content)
+    context = {**project_context(request, project, "expertise"), "domain": domain, "file": file,
+               "markdown": markdown, "sections": _sections(markdown),
+               "history": learning.expertise_history(project=project, domain=domain),
+               "draft": json.dumps(file.content, indent=2, ensure_ascii=False), "summary": "",
+               "max_lines": settings.EXPERTISE_MAX_LINES, "summary_max": SUMMARY_MAX, **extra}
+    return render(request, "dashboard/expertise_domain.html", context, status=status)
+
+
+def _sections(markdown: str) -> list[tuple[str, list[str]]]:
+    """The markdown as (heading, bullets) pairs, so the page shows headings and lists without a markdown library.
+    render_markdown writes only "## " headings, "- " bullets and blank lines."""
+    sections: list[tuple[str, list[str]]] = []
+    for line in markdown.splitlines():
+        if line.startswith("## "):
+            sections.append((line[3:], []))
+        elif line.startswith("- ") and sections:
+            sections[-1][1].append(line[2:])
+    return sections
+
+
+def _refused(request: HttpRequest, project: Project, domain: str, exc: YokeFlowError) -> HttpResponse:
+    """The page again with the reason; a refused edit keeps what the person typed so nothing is lost."""
+    extra: dict[str, Any] = {"error": exc.message, "fields": sorted((exc.details or {}).get("fields", {}))}
+    if request.POST.get("action", "edit") == "edit":
+        extra.update(draft=request.POST.get("content", ""), summary=request.POST.get("summary", ""), edit_open=True)
+    return _domain_page(request, project, domain, status=http_status(exc), **extra)
+
+
+# --- the actions -----------------------------------------------------------------------------------------------
+
+def _act(request: HttpRequest, project: Project, domain: str) -> str:
+    action = request.POST.get("action", "edit")
+    run = ACTIONS.get(action)
+    if run is None:
+        raise ValidationError(f"action {action[:40]!r} is unknown; expected {', '.join(ACTIONS)}",
+                              code="unknown_action")
+    # One transaction: a refused edit or scan must not leave behind the empty file created to hold it.
+    with transaction.atomic():
+        return run(request, learning.expertise_file(project=project, domain=domain))
+
+
+def _edit(request: HttpRequest, file: ExpertiseFile) -> str:
+    content = _parsed(request.POST.get("content", ""))
+    summary = " ".join(request.POST.get("summary", "").split())[:SUMMARY_MAX] or "edited by hand"
+    _refuse_nul(summary, "summary")
+    update = learning.expertise_edit(expertise=file, content=content, author=request.user, summary=summary)
+    return f"Saved {file.domain} expertise as version {update.version} ({update.summary})."
+
+
+def _validate(request: HttpRequest, file: ExpertiseFile) -> str:
+    update = learning.validate_expertise(expertise=file)
+    return f"{file.domain.capitalize()} expertise {update.summary} (version {update.version})."
+
+
+def _improve(request: HttpRequest, file: ExpertiseFile) -> str:
+    update = learning.self_improve(expertise=file)
+    return f"Repository scan for {file.domain}: {update.summary} (version {update.version})."
+
+
+ACTIONS: dict[str, Callable[[HttpRequest, ExpertiseFile], str]] = {
+    "edit": _edit, "validate": _validate, "improve": _improve}
+
+
+def _parsed(text: str) -> Any:
+    """The posted JSON, or a ValidationError naming where it broke (NaN and Infinity are not JSON: refused)."""
+    try:
+        content = json.loads(text, parse_constant=_no_constant)
+    except json.JSONDecodeError as exc:
+        raise _bad_json(f"line {exc.lineno}, column {exc.colno}: {exc.msg}") from None
+    except (ValueError, RecursionError) as exc:
+        raise _bad_json(str(exc) if isinstance(exc, ValueError) else "nested too deeply") from None
+    _refuse_nul(json.dumps(content), "content")
+    return content
+
+
+def _no_constant(name: str) -> Any:
+    raise ValueError(f"{name} is not a JSON value")
+
+
+def _bad_json(problem: str) -> ValidationError:
+    return ValidationError(f"content is not valid JSON: {problem}", code="invalid_json",
+                           details={"fields": {"content": [problem]}})
+
+
+def _refuse_nul(text: str, field: str) -> None:
+    # PostgreSQL stores no NUL character in text or JSON: refused here rather than failing in the database.
+    if "\x00" in text or "\\u0000" in text:
+        raise ValidationError(f"{field}: contains a NUL character", code="invalid_fields",
+                              details={"fields": {field: ["contains a NUL character"]}})
