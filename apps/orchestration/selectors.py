@@ -224,7 +224,8 @@ def run_eta(*, project: Project, remaining: int) -> dict:
                             completed_at__isnull=False).values_list("started_at", "completed_at"))
     slots = project.max_concurrency if project.parallel_enabled else 1
     if not durations or remaining <= 0:
-        return {"seconds": None if remaining else 0, "median_task_s": None, "slots": slots, "sample": len(durations)}
+        return {"seconds": None if remaining > 0 else 0, "median_task_s": None, "slots": slots,
+                "sample": len(durations), "remaining": max(remaining, 0)}
     median = durations[len(durations) // 2]
     rounds = -(-remaining // slots)  # ceil: a partly filled round still takes a task's time
     return {"seconds": int(rounds * median), "text": duration_text(rounds * median), "median_task_s": int(median),
