@@ -171,7 +171,10 @@ def test_an_empty_resolved_by_is_refused_and_the_notes_are_kept(client, owner, p
     response = client.post(resume_url(pause.pk), {"resolved_by": "  ", "notes": "my long explanation"})
 
     assert response.status_code == 422 and "resolved_by: say who resolves the pause" in response.text
-    assert "my long explanation</textarea>" in response.text and 'class="resume" open' in response.text
+    assert "my long explanation</textarea>" in response.text
+    # The dialog comes back open, its error inside it (dialogs.js reopens it as a modal one).
+    assert f'aria-describedby="resume-{pause.pk}-error" open>' in response.text
+    assert f'<p class="error" id="resume-{pause.pk}-error">resolved_by: say who resolves' in response.text
     assert not PausedSession.objects.get(pk=pause.pk).resolved
 
 
@@ -249,18 +252,25 @@ def test_saving_preferences_in_the_admin_with_blank_secrets_keeps_them(client, a
     assert pref.min_notification_interval == 60
 
 
-@pytest.fixture
-def budget_pause(coding_session) -> PausedSession:  # noqa: F811 - the imported fixture
-    """A coding session paused by the budget guard with $0.80 of its $1.00 spent on paper."""
-    project = coding_session.project
+def budget_pause_open(session: AgentSession) -> PausedSession:
+    """Pause a coding `session` by the budget guard, its project's budget at $1.00 and a raise of $2 suggested.
+
+    A function rather than only a fixture: the browser tests (tests/browser) build the same pause."""
+    project = session.project
     project.budget_usd = 1
     project.save()
-    session = session_transition(session=coding_session, status=AgentSession.Status.RUNNING, lease_owner="test")
+    session = session_transition(session=session, status=AgentSession.Status.RUNNING, lease_owner="test")
     session = session_transition(session=session, status=AgentSession.Status.PAUSED, stop_reason="budget",
                                  owner="test")
     return pause_open(session=session, pause_type="budget", reason="approve more budget to go on",
                       blocker_info={"budget_usd": "1.00", "spent_usd": "0", "next_call_worst_usd": "1.20",
                                     "suggested_usd": "2"})
+
+
+@pytest.fixture
+def budget_pause(coding_session) -> PausedSession:  # noqa: F811 - the imported fixture
+    """A coding session paused by the budget guard (see budget_pause_open)."""
+    return budget_pause_open(coding_session)
 
 
 def test_a_budget_pause_offers_approve_and_a_bad_amount_keeps_everything(client, owner, budget_pause):

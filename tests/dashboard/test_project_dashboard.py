@@ -165,3 +165,16 @@ def test_the_swimlane_partial_of_a_2000_task_project_takes_at_most_12_queries(
     assert response.text.count('<article class="task-card') == 2000
     with django_assert_max_num_queries(12):
         assert client.get("/projects/big/?part=progress", headers=HTMX).status_code == 200
+
+
+def test_a_refused_approval_from_the_dashboard_comes_back_with_the_reason(client, planned_project, owner):
+    planned_project.budget_usd = 1
+    planned_project.save()
+    client.force_login(owner)
+
+    response = client.post("/projects/todo-service/budget/approve",
+                           {"amount": "abc", "next": "/projects/todo-service/"}, follow=True)
+
+    planned_project.refresh_from_db()
+    assert response.redirect_chain[-1][0] == "/projects/todo-service/" and "amount" in response.text
+    assert str(planned_project.budget_usd) == "1.00"

@@ -8,6 +8,7 @@ from django.contrib import messages
 from django.http import Http404, HttpRequest, HttpResponse
 from django.shortcuts import redirect, render
 from django.urls import reverse
+from django.utils.http import url_has_allowed_host_and_scheme
 from django.views.decorators.http import require_POST
 
 from apps.core.errors import NotFoundError, YokeFlowError, http_status
@@ -36,7 +37,7 @@ def intervention_resume(request: HttpRequest, pause_id: int) -> HttpResponse:
     except NotFoundError as exc:
         raise Http404(exc.message) from None
     except YokeFlowError as exc:  # already resolved 409, no name 422, viewer 403: never a 500
-        failed = {"pause_id": pause_id, "resolved_by": request.POST.get("resolved_by", ""),
+        failed = {"form": "resume", "pause_id": pause_id, "resolved_by": request.POST.get("resolved_by", ""),
                   "notes": request.POST.get("notes", "")}
         return _interventions_page(request, status=http_status(exc), error=exc.message, failed=failed)
     notice = f"Session #{pause.session_id} continues"
@@ -48,8 +49,13 @@ def intervention_resume(request: HttpRequest, pause_id: int) -> HttpResponse:
 
 @require_POST
 def budget_approve(request: HttpRequest, slug: str) -> HttpResponse:
-    """Raise the project's budget by the amount and continue its budget pauses; a refusal shows the reason."""
+    """Raise the project's budget by the amount and continue its budget pauses; a refusal shows the reason.
+
+    The project dashboard's form sends `next`: it comes back there, with the outcome as a message."""
     amount = request.POST.get("amount", "")
+    back = request.POST.get("next", "")
+    back = back if url_has_allowed_host_and_scheme(back, allowed_hosts={request.get_host()},
+                                                   require_https=request.is_secure()) else ""
     try:
         project = selectors.project_get(user=request.user, project_id=slug, operate=True)
         result = budget_approve_service(project=project, amount=amount, by=request.user.get_username(),
@@ -57,14 +63,17 @@ def budget_approve(request: HttpRequest, slug: str) -> HttpResponse:
     except NotFoundError as exc:
         raise Http404(exc.message) from None
     except YokeFlowError as exc:  # bad amount 422, no budget 409, viewer 403
-        failed = {"pause_id": as_id(request.POST.get("pause_id", "")), "amount": amount[:20]}
+        if back:
+            messages.error(request, exc.message)
+            return redirect(back)
+        failed = {"form": "budget", "pause_id": as_id(request.POST.get("pause_id", "")), "amount": amount[:20]}
         return _interventions_page(request, status=http_status(exc), error=exc.message, failed=failed)
     notice = (f"Budget of {project.name} raised to ${result['budget_usd']}; {len(result['resumed'])} session(s) "
               f"continue" + (f", {len(result['still_paused'])} still short" if result["still_paused"] else ""))
     if request.htmx:
         return _interventions_page(request, notice=notice)
     messages.success(request, notice)
-    return redirect(f"{reverse('dashboard:interventions')}?{request.GET.urlencode()}")
+    return redirect(back or f"{reverse('dashboard:interventions')}?{request.GET.urlencode()}")
 
 
 def _interventions_page(request: HttpRequest, *, status: int = 200, **extra: Any) -> HttpResponse:
@@ -76,6 +85,9 @@ def _interventions_page(request: HttpRequest, *, status: int = 200, **extra: Any
         missing = ""
     except NotFoundError:  # an unknown (or invisible) project filters down to nothing, not to an error page
         rows, missing = [], slug
+    failed = extra.get("failed") or {}
+    for pause in rows:  # which of this card's forms comes back refused: "resume" (its dialog reopens), "budget", ""
+        pause.failed_form = failed.get("form", "") if failed.get("pause_id") == pause.pk else ""
     context = {"tab": tab, "project_slug": slug, "missing_project": missing, "pauses": rows, **extra}
     if request.htmx:
         polled_history = tab == "history" and status == 200
