@@ -21,7 +21,9 @@ def _engine() -> Engine:
 
 
 def render(name: str, **context: object) -> str:
-    return _engine().get_template(name).render(Context(context)).strip() + "\n"
+    # The Context decides escaping, not the Engine: without autoescape=False here, quotes in a test command would
+    # reach the model as &#x27; and &lt; (the engine setting alone does not apply to a Context built by hand).
+    return _engine().get_template(name).render(Context(context, autoescape=False)).strip() + "\n"
 
 
 def spec_excerpt(spec: str) -> str:
