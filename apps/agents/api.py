@@ -11,7 +11,7 @@ from ninja.pagination import paginate
 from apps.agents import selectors, services
 from apps.agents.models import AgentSession, Checkpoint, ModelPrice
 from apps.agents.providers import deprecated_models, provider_name, provider_notice
-from apps.agents.schemas import EventOut, EventsQuery, ModelsOut, SessionDetailOut, SessionOut
+from apps.agents.schemas import EventOut, EventsQuery, ModelsOut, PauseIn, SessionDetailOut, SessionOut
 from apps.core.api import Pages
 from apps.projects.selectors import project_get
 
@@ -44,6 +44,14 @@ def list_events(request: HttpRequest, session_id: str, query: Query[EventsQuery]
 @router.post("/sessions/{session_id}/cancel", response=SessionOut)
 def cancel_session(request: HttpRequest, session_id: str):
     return services.session_request_cancel(session=session_for(request, session_id, operate=True))
+
+
+@router.post("/sessions/{session_id}/pause", response=SessionOut)
+def pause_session(request: HttpRequest, session_id: str, payload: PauseIn):
+    """Pause a queued or running session before its next model call: it becomes a `manual` pause on the
+    interventions page, resumed like any other (`POST /api/interventions/{id}/resume`)."""
+    return services.session_request_pause(session=session_for(request, session_id, operate=True),
+                                          by=request.user.get_username(), reason=payload.reason)
 
 
 @router.get("/models", response=ModelsOut)

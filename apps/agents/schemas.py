@@ -34,6 +34,8 @@ class SessionOut(Schema):
     duration_ms: int
     stop_reason: str
     error: str
+    pause_requested: str = Field(description="Who asked this session to pause and why (it pauses before its next "
+                                             "model call); empty when nobody did.")
     created: datetime
 
 
@@ -51,6 +53,10 @@ class EventOut(Schema):
 class EventsQuery(Schema):
     after: int = Field(0, ge=0, description="Only events with a larger sequence number.")
     limit: int = Field(500, ge=1, le=5000)
+
+
+class PauseIn(Schema):
+    reason: str = Field("", max_length=200, description="Why; shown on the pause and in its notification.")
 
 
 class ContinueIn(Schema):

@@ -87,3 +87,28 @@ def test_models_lists_tiers_prices_and_the_provider(api_client, owner):
     assert body["tiers"] == {"haiku": "claude-haiku-5-5", "sonnet": "claude-sonnet-5-5", "opus": "claude-opus-5-5"}
     assert body["deprecated"] == {}
     assert {p["model"] for p in body["prices"]} >= {"claude-opus-5-5", "claude-haiku-4-5"}
+
+
+def test_pausing_a_session_over_the_api_asks_it_to_pause_before_its_next_call(coding_session, owner, viewer,
+                                                                              api_client):
+    url = f"/api/sessions/{coding_session.pk}/pause"
+
+    refused = api_client(viewer).post(url, data={"reason": "x"}, content_type="application/json")
+    too_long = api_client(owner).post(url, data={"reason": "x" * 201}, content_type="application/json")
+    paused = api_client(owner).post(url, data={"reason": "check the plan"}, content_type="application/json")
+
+    assert refused.status_code == 403 and too_long.status_code == 422 and "reason" in too_long.text
+    assert paused.status_code == 200 and paused.json()["pause_requested"] == "olivia: check the plan"
+    coding_session.refresh_from_db()
+    assert coding_session.pause_requested == "olivia: check the plan"
+
+
+def test_a_finished_session_cannot_be_paused(coding_session, owner, api_client):
+    from apps.agents.services import session_request_cancel
+
+    session_request_cancel(session=coding_session)
+
+    response = api_client(owner).post(f"/api/sessions/{coding_session.pk}/pause", data={},
+                                      content_type="application/json")
+
+    assert response.status_code == 409 and response.json()["error"] == "not_pausable"
