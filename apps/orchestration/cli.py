@@ -9,6 +9,7 @@ from typing import Any
 from django.db.models import Sum
 
 from apps.agents import selectors as agent_selectors
+from apps.agents import services as agent_services
 from apps.agents.models import AgentSession
 from apps.agents.providers import provider_notice
 from apps.core.errors import ConflictError, ValidationError
@@ -71,6 +72,13 @@ def register(subparsers: Any) -> None:
     cancel.add_argument("project", nargs="?", help="project slug or id")
     cancel.add_argument("--session", help="cancel only this session (id)")
     cancel.set_defaults(handler=_cancel)
+
+    pause = subparsers.add_parser("pause", help="pause a queued or running session before its next model call "
+                                  "(resume it with `yokeflow continue SESSION --notes …`)")
+    pause.add_argument("session", help="session id")
+    pause.add_argument("--by", required=True, help="who pauses it (shown on the pause)")
+    pause.add_argument("--reason", default="", help="why")
+    pause.set_defaults(handler=_pause)
 
     compare = subparsers.add_parser("compare", help="compare the wall-clock time of two completed runs")
     compare.add_argument("baseline", help="project slug (e.g. the sequential run)")
@@ -284,6 +292,12 @@ def _cancel(options: dict[str, Any], out: Any) -> None:
     counts = scheduler.run_cancel(project=project)
     summary = ", ".join(f"{n} {status}" for status, n in sorted(counts.items())) or "no open sessions"
     out.write(f"run of {project.slug} cancelled ({summary}); start it again with `yokeflow run {project.slug}`")
+
+
+def _pause(options: dict[str, Any], out: Any) -> None:
+    session = agent_services.session_request_pause(session=agent_selectors.session_find(options["session"]),
+                                                   by=options["by"], reason=options["reason"][:200])
+    out.write(f"session #{session.pk} pauses before its next model call ({session.pause_requested})")
 
 
 def _compare(options: dict[str, Any], out: Any) -> None:

@@ -137,3 +137,18 @@ def test_a_requested_pause_stops_the_session_before_its_next_call_and_resuming_f
 
     project.refresh_from_db()
     assert project.status == "completed" and project.sessions.get().status == "completed"
+
+
+def test_the_pause_command_pauses_a_session_and_refuses_a_finished_one(built, replay_project):
+    from tests.projects.test_cli import refused, yokeflow
+
+    project = replay_project("cli-pause", TWO_EPICS)
+    scheduler.run_start(project=project)
+    queued = project.sessions.first()
+    done = built.sessions.get(task__key="A")
+
+    out = yokeflow("pause", str(queued.pk), "--by", "olivia", "--reason", "lunch")
+    error = refused("pause", str(done.pk), "--by", "olivia")
+
+    assert f"session #{queued.pk} pauses before its next model call (olivia: lunch)" in out
+    assert "only a queued or running session can be paused" in str(error)
