@@ -2,7 +2,8 @@
 
 Use them from any test module under tests/browser:
 
-    pytestmark = pytest.mark.django_db(transaction=True)  # the live server reads what the test writes
+    pytestmark = pytest.mark.django_db(transaction=True, serialized_rollback=True)  # the live server reads what the
+    # test writes; serialized_rollback keeps the database as the later serialized tests expect it
 
     def test_something(page, logged_in, screenshot, owner):
         logged_in(page, owner)                   # through the real /login/ form; password "pw-<username>"

@@ -17,7 +17,9 @@ from tests.dashboard.test_interventions_page import budget_pause_open
 from tests.interventions import conftest as interventions_fixtures
 
 # Transactional: the live server runs in another thread and must see the rows the test writes (and vice versa).
-pytestmark = pytest.mark.django_db(transaction=True)
+# serialized_rollback: the flush after a transactional test would otherwise recreate the content types under new
+# ids, and the later tests that restore the serialized database (tests/orchestration) would then collide with them.
+pytestmark = pytest.mark.django_db(transaction=True, serialized_rollback=True)
 
 pause = interventions_fixtures.pause  # olivia's "Todo service": its T1 coding session paused by the retry detector
 

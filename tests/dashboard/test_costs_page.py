@@ -114,12 +114,12 @@ def test_a_budget_pause_shows_a_notice_with_the_way_to_approve(client, owner, sp
 
 
 def test_a_task_type_from_the_database_is_escaped_in_the_chart(client, owner, planned_project):
-    _call(_session(planned_project, model=HAIKU, task_type="<script>x</script>"), output_tokens=100)
+    _call(_session(planned_project, model=HAIKU, task_type="<script>x"), output_tokens=100)
     client.force_login(owner)
 
     page = client.get(URL).text
 
-    assert "<script>x" not in page and "&lt;script&gt;x&lt;/script&gt;</text>" in page
+    assert "<script>x" not in page and "&lt;script&gt;x</text>" in page
 
 
 def test_a_project_without_calls_gets_a_friendly_empty_state(client, owner, project):
