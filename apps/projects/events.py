@@ -66,6 +66,11 @@ def events_after(*, project: Project, after: int = 0, limit: int = FEED_LIMIT,
     return list(rows.order_by("id")[:limit])
 
 
+def events_recent(*, project: Project, limit: int) -> list[ProjectEvent]:
+    """The newest `limit` events, newest first (the dashboard's activity list)."""
+    return list(ProjectEvent.objects.filter(project=project).order_by("-id")[:limit])
+
+
 def event_last_seq(project: Project) -> int:
     """The newest event's sequence number (0 before any): what a live page compares to know if it is stale."""
     return ProjectEvent.objects.filter(project=project).aggregate(last=Max("id"))["last"] or 0

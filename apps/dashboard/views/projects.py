@@ -21,7 +21,7 @@ from apps.interventions.selectors import budget_paused
 from apps.orchestration import runs, scheduler
 from apps.orchestration.selectors import project_board, run_progress
 from apps.projects import selectors
-from apps.projects.events import event_last_seq, events_after, project_live
+from apps.projects.events import event_last_seq, events_recent, project_live
 from apps.projects.graph import CycleError
 from apps.projects.models import Project
 
@@ -71,8 +71,7 @@ def _progress(request: HttpRequest, project: Project) -> HttpResponse:
 
 def _activity(project: Project) -> list:
     """The newest events, newest first: the same rows the event feed serves."""
-    last = event_last_seq(project)
-    return list(reversed(events_after(project=project, after=max(0, last - 200))[-ACTIVITY_SHOWN:]))
+    return events_recent(project=project, limit=ACTIVITY_SHOWN)
 
 
 def _critical(project: Project) -> dict:
