@@ -77,6 +77,9 @@ def test_the_transcript_opens_from_a_card_and_shows_tool_calls_collapsed(
     calls.first.locator("summary").click()
     expect(calls.first.locator("pre")).to_be_visible()
     expect(page.locator("#session-figures")).to_contain_text("Completed")
+    session = live_build.sessions.get(task__key="A")
+    assert page.url.endswith(f"/sessions/{session.pk}/")
+    assert page.locator("li.t-tool_use").count() == session.events.filter(type="tool_use").count()
     screenshot(page, "session")
     for name in ("graph", "costs", "expertise", "worktrees"):
         page.goto(f"/projects/{live_build.slug}/{name}/")

@@ -54,6 +54,7 @@ def test_logging_in_refuses_a_wrong_password_then_lands_on_the_projects(page, li
 
     expect(page).to_have_url(f"{live_server.url}/")
     expect(page.locator(".topbar .who")).to_have_text("olivia")
+    assert any(cookie["name"] == "sessionid" for cookie in page.context.cookies())  # a real login session
 
 
 def test_resuming_through_the_dialog_by_keyboard(page, logged_in, screenshot, tab_to, owner, pause):
