@@ -16,7 +16,9 @@ from ninja.errors import AuthenticationError, HttpError
 from ninja.security import HttpBearer, SessionAuth
 
 from apps.agents.api import router as agents_router
+from apps.core.context import update as context_update
 from apps.core.errors import YokeFlowError, http_status
+from apps.core.redaction import redact_value
 from apps.core.tokens import token_authenticate
 from apps.interventions.api import router as interventions_router
 from apps.learning.api import router as learning_router
@@ -33,6 +35,7 @@ class BearerToken(HttpBearer):
         user = token_authenticate(token)
         if user is not None:
             request.user = user  # selectors and services read request.user whatever the auth
+            context_update(actor=user.get_username())  # logs and audit events name who called
         return user
 
 
@@ -50,7 +53,7 @@ def yokeflow_error(request: HttpRequest, exc: YokeFlowError) -> HttpResponse:
     status = http_status(exc)
     if status >= 500:
         logger.error("api error %s: %s", exc.code, exc.message)
-    return api.create_response(request, exc.as_dict(), status=status)
+    return api.create_response(request, redact_value(exc.as_dict()), status=status)  # messages may quote output
 
 
 @api.exception_handler(Http404)

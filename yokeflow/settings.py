@@ -8,6 +8,7 @@ every environment; `settings_test.py` only overlays what tests need.
 from __future__ import annotations
 
 import os
+import re
 from pathlib import Path
 from urllib.parse import urlsplit
 
@@ -19,6 +20,29 @@ VAR_DIR = BASE_DIR / "var"
 
 _TRUE = {"1", "true", "yes", "on"}
 _FALSE = {"0", "false", "no", "off", ""}
+
+# Collect mode (`yokeflow config validate`, yokeflow/config.py): with YOKEFLOW_CONFIG_CHECK=1 a helper that finds a
+# bad value records (NAME, problem) here and returns its default instead of raising, so one run can report every
+# problem rather than only the first.
+config_problems: list[tuple[str, str]] = []
+
+
+def _collecting() -> bool:
+    return os.environ.get("YOKEFLOW_CONFIG_CHECK") == "1"
+
+
+def _invalid[T](name: str, problem: str, default: T) -> T:
+    """Refuse a bad value: raise, or in collect mode record the problem and go on with `default`."""
+    if not _collecting():
+        raise ImproperlyConfigured(problem)
+    if (name, problem) not in config_problems:  # a helper may read the same variable twice
+        config_problems.append((name, problem))
+    return default
+
+
+def _redacted(url: str) -> str:
+    # A database URL's password must not end up in an error message (they are printed and logged).
+    return re.sub(r"(//[^/@:]*:)[^/@]*@", r"\1***@", url)
 
 
 def env(name: str, default: str | None = None) -> str | None:
@@ -34,7 +58,7 @@ def envbool(name: str, default: bool = False) -> bool:
         return True
     if value.lower() in _FALSE:
         return False
-    raise ImproperlyConfigured(f"{name} must be a boolean (1/0, true/false, yes/no, on/off), got {value!r}")
+    return _invalid(name, f"{name} must be a boolean (1/0, true/false, yes/no, on/off), got {value!r}", default)
 
 
 def envint(name: str, default: int, *, minimum: int | None = None) -> int:
@@ -52,9 +76,9 @@ def _envnumber(name, default, kind, label, minimum):
     try:
         number = kind(value)
     except ValueError:
-        raise ImproperlyConfigured(f"{name} must be {label}, got {value!r}") from None
+        return _invalid(name, f"{name} must be {label}, got {value!r}", default)
     if minimum is not None and number < minimum:
-        raise ImproperlyConfigured(f"{name} must be at least {minimum}, got {number}")
+        return _invalid(name, f"{name} must be at least {minimum}, got {number}", default)
     return number
 
 
@@ -71,7 +95,7 @@ def envsecret(name: str, *, required: bool = False, fallback: str | None = None)
     if value is None and fallback is not None:
         return fallback
     if value is None and required:
-        raise ImproperlyConfigured(f"{name} is not set; it is required (set DEBUG=1 for a development default)")
+        return _invalid(name, f"{name} is not set; it is required (set DEBUG=1 for a development default)", None)
     return value
 
 
@@ -81,25 +105,34 @@ def envurl(name: str, default: str | None = None) -> str | None:
         return None
     parts = urlsplit(value)
     if parts.scheme not in {"http", "https"} or not parts.netloc:
-        raise ImproperlyConfigured(f"{name} must be an http(s) URL, got {value!r}")
+        return _invalid(name, f"{name} must be an http(s) URL, got {value!r}", default)
     return value.rstrip("/")
 
 
-def envdatabase(name: str, default: str) -> dict:
-    value = env(name) or default
+def _database_config(name: str, value: str) -> dict | None:
     try:
         config = dj_database_url.parse(value, conn_max_age=envint("DB_CONN_MAX_AGE", 60, minimum=0))
     except ValueError as exc:
-        raise ImproperlyConfigured(f"{name} is not a valid database URL ({exc}): {value!r}") from None
+        return _invalid(name, f"{name} is not a valid database URL ({exc}): {_redacted(value)!r}", None)
     if not config.get("ENGINE"):
-        raise ImproperlyConfigured(f"{name} has an unsupported scheme: {value!r}")
+        return _invalid(name, f"{name} has an unsupported scheme: {_redacted(value)!r}", None)
+    return config
+
+
+def envdatabase(name: str, default: str) -> dict:
+    # In collect mode a bad URL has been recorded; the default keeps the remaining settings checkable.
+    config = _database_config(name, env(name) or default) or _database_config(name, default)
     if config["ENGINE"].endswith("sqlite3"):
         # SQLite is the single-machine default; WAL and a busy timeout keep the web process and the
         # workers from failing with "database is locked" while they share the file.
         config["OPTIONS"] = {"timeout": 20, "init_command": "PRAGMA journal_mode=WAL;"}
         config["CONN_MAX_AGE"] = 0
         if config["NAME"] not in ("", ":memory:"):
-            Path(config["NAME"]).parent.mkdir(parents=True, exist_ok=True)
+            folder = Path(config["NAME"]).parent
+            try:
+                folder.mkdir(parents=True, exist_ok=True)
+            except OSError as exc:
+                _invalid(name, f"{name}: cannot create the SQLite file's directory {folder} ({exc.strerror})", None)
     return config
 
 
@@ -141,6 +174,8 @@ SESSION_LEASE_SECONDS = envint("SESSION_LEASE_SECONDS", 60, minimum=5)
 TASK_MAX_ATTEMPTS = envint("TASK_MAX_ATTEMPTS", 3, minimum=1)  # failed or lost attempts before a task pauses
 RUN_QUEUE_LIMIT = envint("RUN_QUEUE_LIMIT", 500, minimum=1)  # queued jobs beyond which new runs are refused
 REAPER_INTERVAL_MINUTES = envint("REAPER_INTERVAL_MINUTES", 1, minimum=1)
+# A queued session whose job has not started for this long gets its job again (a broker can lose one).
+QUEUED_STALL_SECONDS = envint("QUEUED_STALL_SECONDS", 600, minimum=5)
 SETUP_TIMEOUT = envint("SETUP_TIMEOUT", 600, minimum=1)  # seconds for a project's worktree setup command
 REPO_LOCK_TIMEOUT = envint("REPO_LOCK_TIMEOUT", 900, minimum=1)  # seconds to wait for another merge
 WORKTREE_PORT_START = envint("WORKTREE_PORT_START", 20000, minimum=1024)
@@ -220,10 +255,12 @@ INSTALLED_APPS = [
 
 MIDDLEWARE = [
     "django.middleware.security.SecurityMiddleware",
+    "whitenoise.middleware.WhiteNoiseMiddleware",  # static files from the app itself (the container has no nginx)
     "django.contrib.sessions.middleware.SessionMiddleware",
     "django.middleware.common.CommonMiddleware",
     "django.middleware.csrf.CsrfViewMiddleware",
     "django.contrib.auth.middleware.AuthenticationMiddleware",
+    "apps.core.middleware.RequestContextMiddleware",  # correlation id, who and from where; request metrics
     # Every page needs a login unless a view opts out explicitly (the JSON API authenticates itself).
     "django.contrib.auth.middleware.LoginRequiredMiddleware",
     "django.contrib.messages.middleware.MessageMiddleware",
@@ -306,9 +343,19 @@ API_PAGE_SIZE = envint("API_PAGE_SIZE", 100, minimum=1)
 NINJA_PAGINATION_PER_PAGE = API_PAGE_SIZE
 NINJA_PAGINATION_MAX_PER_PAGE_SIZE = 1000
 
-LOGGING = {
-    "version": 1,
-    "disable_existing_loggers": False,
-    "handlers": {"console": {"class": "logging.StreamHandler"}},
-    "root": {"handlers": ["console"], "level": env("LOG_LEVEL", "INFO")},
-}
+# Logs: structlog, JSON lines in production and readable lines in development (apps/core/logging.py). Errors are
+# written whatever LOG_LEVEL says. Secrets are redacted from every line.
+LOG_LEVEL = env("LOG_LEVEL", "INFO").upper()
+if LOG_LEVEL not in ("DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL"):
+    raise ImproperlyConfigured(f"LOG_LEVEL: {LOG_LEVEL!r} is not one of DEBUG, INFO, WARNING, ERROR, CRITICAL")
+LOG_FORMAT = env("LOG_FORMAT", "console" if DEBUG else "json")
+if LOG_FORMAT not in ("json", "console"):
+    raise ImproperlyConfigured(f"LOG_FORMAT: {LOG_FORMAT!r} is not json or console")
+LOGGING_CONFIG = None  # apps.core.logging configures logging once Django's apps are ready
+# Metrics at /metrics: open to a bearer token (METRICS_TOKEN) or to clients from these networks (CIDR list).
+METRICS_TOKEN = envsecret("METRICS_TOKEN")
+METRICS_ALLOWED_NETS = envlist("METRICS_ALLOWED_NETS", ["127.0.0.1/32", "::1/128"])
+# Start-up waits this long at most for the database (exponential backoff from 0.5 s), then gives up loudly.
+DB_WAIT_SECONDS = envfloat("DB_WAIT_SECONDS", 60.0, minimum=0.0)
+HEALTH_DISK_MIN_MB = envint("HEALTH_DISK_MIN_MB", 500, minimum=0)  # free space under PROJECTS_ROOT below = not ready
+HEALTH_WORKER_SECONDS = envint("HEALTH_WORKER_SECONDS", 120, minimum=5)  # a worker silent this long counts as gone

@@ -7,6 +7,8 @@ from django.contrib.auth import views as auth_views
 from django.contrib.auth.decorators import login_not_required
 from django.urls import URLPattern, URLResolver, include, path
 
+from apps.core.health import health_view, ready_view
+from apps.core.metrics import metrics_view
 from yokeflow.api import api
 
 
@@ -21,6 +23,11 @@ def _api_urls() -> tuple[list, str, str]:
 
 
 urlpatterns = [
+    # Probes and the scrape answer without a login: load balancers and Prometheus have none. /metrics checks its
+    # own token or network; /health reveals check names and short messages, never a secret.
+    path("health", login_not_required(health_view), name="health"),
+    path("ready", login_not_required(ready_view), name="ready"),
+    path("metrics", login_not_required(metrics_view), name="metrics"),
     path("admin/", admin.site.urls),
     path("api/", _api_urls()),
     path("login/", auth_views.LoginView.as_view(), name="login"),

@@ -38,6 +38,8 @@ from apps.agents.services import (
     session_transition,
 )
 from apps.agents.tools import Tool, ToolContext, tool_execute
+from apps.core import metrics
+from apps.core.db import is_connection_error
 from apps.core.errors import ConflictError, ProviderError
 
 log = logging.getLogger(__name__)
@@ -262,7 +264,9 @@ class Loop:
         results, calls = [], []
         for block in reply.tool_uses:
             self._check_cancel()
+            started = time.perf_counter()
             result = tool_execute(self.brief.tools, self.state.context, block["name"], block.get("input"))
+            metrics.observe_tool(tool=block["name"], seconds=time.perf_counter() - started, failed=result.is_error)
             calls.append(ToolCall(block["name"], block.get("input"), result.content, result.is_error))
             results.append(result.block(block["id"]))
             events_append(session=self.session, events=[("tool_result", {
@@ -347,6 +351,11 @@ class Loop:
                     self._turn()
         except _Stop as stop:
             return self._finish(stop)
+        except db.DatabaseError as exc:
+            if is_connection_error(exc):
+                raise  # the database went away: nothing can be recorded now; the job reconnects and continues
+            self._finish(_Stop(Status.FAILED, "internal_error", f"{type(exc).__name__}: {exc}"))
+            raise
         except Exception as exc:
             self._finish(_Stop(Status.FAILED, "internal_error", f"{type(exc).__name__}: {exc}"))
             raise

@@ -25,7 +25,11 @@ from apps.agents.models import (
     lease_cutoff,
 )
 from apps.agents.pricing import TokenUsage, cost_of, is_long_prompt, price_for
+from apps.core import metrics
+from apps.core.audit import audit_record
 from apps.core.errors import ConflictError, InvalidTransitionError, ValidationError
+from apps.core.models import AuditAction
+from apps.core.redaction import redact, redact_value
 from apps.projects.events import event_emit
 from apps.projects.models import EventKind, Project, Task
 from apps.projects.services import task_transition
@@ -87,6 +91,8 @@ def session_transition(
         # Metrics are never null: however a session stops, it has a duration (work time so far when paused).
         started = session.started_at or now
         fields.setdefault("duration_ms", max(0, int((fields.get("ended_at", now) - started).total_seconds() * 1000)))
+    if fields.get("error"):
+        fields["error"] = redact(str(fields["error"]))  # error texts quote tool output, which may hold a key
     rows = AgentSession.objects.filter(pk=session.pk, status=session.status)
     if owner is not None:
         rows = rows.filter(lease_owner=owner)
@@ -167,12 +173,20 @@ def session_request_cancel(*, session: AgentSession) -> AgentSession:
                                          error="cancelled before it ran" if session.status == Status.QUEUED
                                          else "cancelled while paused")
             _cancel_task_of(session)
+            _audit_cancel(session)
         return session
     if session.status != Status.RUNNING:
         raise InvalidTransitionError(f"session {session.pk} is {session.status}; there is nothing to cancel")
-    AgentSession.objects.filter(pk=session.pk).update(cancel_requested=True)
-    session.refresh_from_db()
+    with transaction.atomic():
+        AgentSession.objects.filter(pk=session.pk).update(cancel_requested=True)
+        session.refresh_from_db()
+        _audit_cancel(session)
     return session
+
+
+def _audit_cancel(session: AgentSession) -> None:
+    audit_record(action=AuditAction.SESSION_CANCELLED, target=f"session #{session.pk}", project=session.project_id,
+                 details={"status": session.status, "task": session.task_id})
 
 
 def session_request_pause(*, session: AgentSession, by: str, reason: str = "") -> AgentSession:
@@ -184,7 +198,10 @@ def session_request_pause(*, session: AgentSession, by: str, reason: str = "") -
     if not by:
         raise ValidationError("by: say who pauses the session", code="invalid_fields", details={"field": "by"})
     text = f"{by}: {reason.strip()}" if reason.strip() else by
-    AgentSession.objects.filter(pk=session.pk).update(pause_requested=text[:300], updated=timezone.now())
+    with transaction.atomic():
+        AgentSession.objects.filter(pk=session.pk).update(pause_requested=text[:300], updated=timezone.now())
+        audit_record(action=AuditAction.SESSION_PAUSED, target=f"session #{session.pk}", project=session.project_id,
+                     actor=by, details={"reason": reason.strip(), "status": session.status})
     session.pause_requested = text[:300]
     return session
 
@@ -200,7 +217,7 @@ def events_append(*, session: AgentSession, events: Iterable[tuple[str, dict]]) 
         last = AgentSession.objects.values_list("last_seq", flat=True).get(pk=session.pk)
         first = last - len(events) + 1
         rows = SessionEvent.objects.bulk_create(
-            SessionEvent(session_id=session.pk, seq=first + i, type=kind, payload=json_safe(payload))
+            SessionEvent(session_id=session.pk, seq=first + i, type=kind, payload=redact_value(json_safe(payload)))
             for i, (kind, payload) in enumerate(events)
         )
     session.last_seq = last
@@ -210,7 +227,7 @@ def events_append(*, session: AgentSession, events: Iterable[tuple[str, dict]]) 
 def checkpoint_save(*, session: AgentSession, turn: int, messages: list[dict], step: dict) -> Checkpoint:
     checkpoint, _ = Checkpoint.objects.update_or_create(
         session=session,
-        defaults={"turn": turn, "event_seq": session.last_seq, "messages": json_safe(messages),
+        defaults={"turn": turn, "event_seq": session.last_seq, "messages": redact_value(json_safe(messages)),
                   "step": json_safe(step)},
     )
     AgentSession.objects.filter(pk=session.pk).update(turns=turn, heartbeat_at=timezone.now())
@@ -255,6 +272,7 @@ def call_record(
         )
         session.refresh_from_db(fields=["input_tokens", "output_tokens", "cache_read_tokens", "cache_write_tokens",
                                         "cost_usd"])
+        metrics.observe_llm_call(model=model, seconds=latency_ms / 1000, usage=usage, cost=cost)
         event_emit(project_id=session.project_id, kind=EventKind.COST_UPDATE, session_id=session.pk,
                    task=session.task, model=model, turn=turn, cost_usd=cost, session_cost_usd=session.cost_usd,
                    input_tokens=usage.input_tokens, output_tokens=usage.output_tokens, simulated=simulated)

@@ -1,4 +1,4 @@
-"""Admin for API tokens: listed and revocable, never shown or editable (only a digest is stored)."""
+"""Admin for API tokens (listed and revocable, never shown: only a digest is stored) and the read-only audit log."""
 
 from __future__ import annotations
 
@@ -6,7 +6,7 @@ from django.contrib import admin
 from django.db.models import QuerySet
 from django.http import HttpRequest
 
-from apps.core.models import ApiToken
+from apps.core.models import ApiToken, AuditEvent
 from apps.core.tokens import token_revoke
 
 
@@ -27,3 +27,30 @@ class ApiTokenAdmin(admin.ModelAdmin):
         for token in queryset:
             token_revoke(token=token)
         self.message_user(request, f"Revoked {queryset.count()} token(s).")
+
+
+@admin.register(AuditEvent)
+class AuditEventAdmin(admin.ModelAdmin):
+    """Read-only: the audit log is evidence, so nobody edits or deletes it here (the prune command ages it out)."""
+
+    list_display = ["created", "actor", "action", "target", "project", "origin", "correlation_id"]
+    list_filter = ["action", "project"]
+    search_fields = ["actor", "target", "correlation_id"]
+    date_hierarchy = "created"
+    list_select_related = ["project"]
+
+    def has_module_permission(self, request: HttpRequest) -> bool:
+        return self.has_view_permission(request)
+
+    def has_view_permission(self, request: HttpRequest, obj: AuditEvent | None = None) -> bool:
+        # Every staff member may read the whole log (as `audit_list` allows), without a per-model grant.
+        return request.user.is_active and request.user.is_staff
+
+    def has_add_permission(self, request: HttpRequest) -> bool:
+        return False
+
+    def has_change_permission(self, request: HttpRequest, obj: AuditEvent | None = None) -> bool:
+        return False
+
+    def has_delete_permission(self, request: HttpRequest, obj: AuditEvent | None = None) -> bool:
+        return False

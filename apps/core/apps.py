@@ -7,3 +7,10 @@ class CoreConfig(AppConfig):
     name = "apps.core"
     label = "core"
     verbose_name = "Core"
+
+    def ready(self) -> None:
+        from apps.core.logging import configure
+        from apps.core.redaction import remember_configured_secrets
+
+        configure()
+        remember_configured_secrets()

@@ -21,6 +21,8 @@ from cryptography.hazmat.primitives.kdf.hkdf import HKDF
 from django.conf import settings
 from django.db import models
 
+from apps.core.redaction import remember
+
 log = logging.getLogger(__name__)
 
 PREFIX = "enc1:"  # stored values start with this; anything else is refused on read
@@ -73,7 +75,11 @@ class EncryptedTextField(models.TextField):
     """A text column holding `enc1:<fernet token>`; Python code sees the plain value. Not searchable."""
 
     def from_db_value(self, value: str | None, expression: object, connection: object) -> str | None:
-        return value if value in (None, "") else decrypt(value)
+        if value in (None, ""):
+            return value
+        plain = decrypt(value)
+        remember(plain)  # a secret read is a secret known: logs and transcripts will not show it
+        return plain
 
     def get_prep_value(self, value: object) -> str | None:
         value = super().get_prep_value(value)

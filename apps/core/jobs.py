@@ -10,6 +10,8 @@ from django.db import transaction
 from django.utils.module_loading import import_string
 from django_q.tasks import async_task
 
+from apps.core.context import WorkContext, current, new_correlation_id, started
+
 # In "inline" mode jobs are collected here and run by `jobs_drain` in this process.
 _inline_jobs: ContextVar[list[tuple[str, tuple]] | None] = ContextVar("inline_jobs", default=None)
 
@@ -20,7 +22,18 @@ def enqueue(func: str, *args: object) -> None:
     if inline is not None:  # runs after the caller returned, so after its transaction; dropped if it raised
         inline.append((func, args))
         return
-    transaction.on_commit(lambda: async_task(func, *args, group=func.rsplit(".", 1)[-1]))
+    context = current().as_dict()  # the job carries who asked and the correlation id into the worker
+    transaction.on_commit(lambda: async_task("apps.core.jobs.run_job", func, context, *args,
+                                             group=func.rsplit(".", 1)[-1]))
+
+
+def run_job(func: str, context: dict, *args: object) -> object:
+    """A queued job on the worker: in its caller's context (correlation id, actor), origin "job <name>"."""
+    work = WorkContext(correlation_id=context.get("correlation_id") or new_correlation_id(),
+                       actor=context.get("actor", ""), origin=f"job {func.rsplit('.', 1)[-1]}",
+                       project_id=context.get("project_id"))
+    with started(work):
+        return import_string(func)(*args)
 
 
 def jobs_drain(start: Callable[[], object], after_each: Callable[[str], None] | None = None) -> None:
@@ -36,3 +49,8 @@ def jobs_drain(start: Callable[[], object], after_each: Callable[[str], None] | 
                 after_each(func)
     finally:
         _inline_jobs.reset(token)
+
+
+def heartbeat() -> None:
+    """Runs every minute on the cluster (the `yokeflow-heartbeat` schedule); its scheduling is the signal /health
+    reads, so there is nothing to do here."""

@@ -1,10 +1,14 @@
-"""Shared model base and the API token model."""
+"""Shared model base, the API token model and the append-only audit log."""
 
 from __future__ import annotations
+
+from typing import Any
 
 from django.conf import settings
 from django.db import models
 from django.db.models import Q
+
+from apps.core.errors import YokeFlowError
 
 
 class BaseModel(models.Model):
@@ -35,3 +39,60 @@ class ApiToken(BaseModel):
 def in_choices(field: str, choices: type[models.TextChoices]) -> Q:
     """A check-constraint condition: `field` holds one of `choices` (the database refuses anything else)."""
     return Q(**{f"{field}__in": choices.values})
+
+
+class AuditAction(models.TextChoices):
+    TOKEN_CREATED = "token_created"
+    TOKEN_USED = "token_used"
+    SESSION_RESUMED = "session_resumed"
+    BUDGET_APPROVED = "budget_approved"
+    SETTINGS_CHANGED = "settings_changed"
+    NOTIFICATIONS_CHANGED = "notifications_changed"
+    SESSION_KILLED = "session_killed"
+    SESSION_CANCELLED = "session_cancelled"
+    RUN_CANCELLED = "run_cancelled"
+    SESSION_PAUSED = "session_paused"
+
+
+class AuditImmutableError(YokeFlowError):
+    """An audit event was about to be changed or deleted one by one; the log only grows (old rows are pruned)."""
+
+    code = "audit_append_only"
+
+
+class AuditEvent(models.Model):
+    """Who did what, when, from where: one row per action a person (or the system on their behalf) took.
+
+    Append-only: a row is never changed, and only the retention prune (a queryset delete) removes rows.
+    Written by `apps.core.audit.audit_record`, which masks secrets in `details`.
+    """
+
+    Action = AuditAction
+    created = models.DateTimeField(auto_now_add=True, db_index=True)
+    actor = models.CharField(max_length=150)
+    action = models.CharField(max_length=32, choices=AuditAction.choices)
+    target = models.TextField(blank=True)
+    # String reference: core must not import projects (projects builds on core); a deleted project keeps its log.
+    project = models.ForeignKey("projects.Project", on_delete=models.SET_NULL, null=True, blank=True,
+                                related_name="audit_events")
+    origin = models.CharField(max_length=200, blank=True)
+    correlation_id = models.CharField(max_length=64, blank=True, db_index=True)
+    details = models.JSONField(default=dict, blank=True)
+
+    class Meta:
+        ordering = ["-created", "-pk"]
+        constraints = [models.CheckConstraint(condition=in_choices("action", AuditAction), name="audit_action_valid")]
+        indexes = [models.Index(fields=["project", "-created"], name="audit_project_created")]
+
+    def __str__(self) -> str:
+        return f"{self.action} by {self.actor}"
+
+    def save(self, *args: Any, **kwargs: Any) -> None:
+        if self.pk is not None and not self._state.adding:
+            raise AuditImmutableError(f"audit event #{self.pk} cannot be changed: the audit log is append-only")
+        kwargs["force_insert"] = True  # a new row with a reused pk must fail, not overwrite the old event
+        super().save(*args, **kwargs)
+
+    def delete(self, *args: Any, **kwargs: Any) -> tuple[int, dict[str, int]]:
+        raise AuditImmutableError(f"audit event #{self.pk} cannot be deleted: the audit log is append-only "
+                                  "(old events are removed by `manage.py prune`)")

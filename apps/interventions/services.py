@@ -14,8 +14,10 @@ from django.utils import timezone
 
 from apps.agents.models import AgentSession
 from apps.agents.selectors import project_spent
+from apps.core.audit import audit_record
 from apps.core.errors import ConflictError, ValidationError, YokeFlowError
 from apps.core.jobs import enqueue
+from apps.core.models import AuditAction
 from apps.interventions.models import InterventionAction, NotificationPreference, PausedSession, PauseType
 from apps.interventions.signals import pause_resolved
 from apps.projects.models import Project
@@ -90,6 +92,10 @@ def pause_resolve(*, pause: PausedSession, by: str, notes: str = "") -> PausedSe
             _mark_resolved(locked, by=by, notes=notes, continued=True)
             pause_resolved.send(sender=PausedSession, pause=locked, by=locked.resolved_by,
                                 notes=locked.resolution_notes)
+            audit_record(action=AuditAction.SESSION_RESUMED, target=f"session #{locked.session_id}",
+                         project=locked.project_id, actor=locked.resolved_by,
+                         details={"pause": locked.pk, "pause_type": locked.pause_type,
+                                  "notes": locked.resolution_notes})
     except YokeFlowError as exc:
         action_record(pause=pause, action_type=Action.Type.RESUME_REFUSED, status=Action.Status.REFUSED,
                       details={"by": by[:150], "error": exc.code, "message": exc.message[:500]})
@@ -156,6 +162,9 @@ def budget_approve(*, project: Project, amount: Decimal, by: str, notes: str = "
             "notes": notes.strip()[:500]})
         resumed, waiting = _resume_budget_pauses(locked, by, f"Budget raised by ${amount} to ${locked.budget_usd} "
                                                  f"by {by}. {notes.strip()}".strip())
+        audit_record(action=AuditAction.BUDGET_APPROVED, target=f"project {locked.slug}", project=locked, actor=by,
+                     details={"amount_usd": amount, "previous_budget_usd": previous,
+                              "budget_usd": locked.budget_usd, "notes": notes.strip()})
     project.budget_usd = locked.budget_usd
     log.info("budget of %s raised by %s to %s by %s", locked.slug, amount, locked.budget_usd, by)
     return {"budget_usd": locked.budget_usd, "previous_budget_usd": previous, "approved_usd": amount,
@@ -235,6 +244,9 @@ def preference_update(*, project: Project, changes: dict[str, Any]) -> Notificat
             setattr(pref, name, value)
         preference_check(pref)
         pref.save()
+        # Field names only: the values include the webhook URL and the Twilio credentials.
+        audit_record(action=AuditAction.NOTIFICATIONS_CHANGED, target=f"project {project.slug}", project=project,
+                     details={"fields": sorted(changes)})
     log.info("notification preferences of %s changed: %s", project.slug, ", ".join(sorted(changes)))
     return pref
 

@@ -33,6 +33,7 @@ from django.utils.dateparse import parse_datetime
 
 from apps.agents.models import AgentSession, SessionEvent
 from apps.core.errors import ValidationError
+from apps.core.redaction import redact
 from apps.learning.domains import classify_domain, path_domains
 from apps.learning.models import ChangeType, ExpertiseFile, ExpertiseUpdate, empty_expertise
 from apps.projects.models import Domain, Project
@@ -47,7 +48,6 @@ REQUIRED = {"failures": {"command": str, "error": str, "fix": str, "at": datetim
 OPTIONAL = {"failures": {"task": "", "session": None}, "techniques": {"task": "", "session": None},
             "core_files": {"source": "session"}, "patterns": {}}
 SCAN_CAP = 50  # a scan seeds the file; sessions, not a directory listing, should fill it
-_SECRET = re.compile(r"sk-ant-[A-Za-z0-9_-]+|(?i:(?:password|token|secret)=\S+)")
 _EXCEPTION_LINE = re.compile(r"^(?:E\s+)?[\w.]*(?:Error|Exception|Exit|Interrupt)\b:")
 _PYTEST_DETAIL = re.compile(r"^E\s{2,}\S")
 _ERROR_WORDS = re.compile(r"Error|error|FAILED|No such|not found|denied|fatal:")
@@ -63,7 +63,7 @@ def _one_line(value: object) -> str:
 
 
 def _clean(text: object, limit: int) -> str:
-    text = _SECRET.sub("[redacted]", _one_line(text))
+    text = redact(_one_line(text))
     return text if len(text) <= limit else text[: limit - 1] + "…"
 
 

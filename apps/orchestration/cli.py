@@ -14,7 +14,7 @@ from apps.agents.models import AgentSession
 from apps.agents.providers import provider_notice
 from apps.core.errors import ConflictError, ValidationError
 from apps.learning.costs import cost_forecast, forecast_line
-from apps.orchestration import runs, scheduler, selectors
+from apps.orchestration import retention, runs, scheduler, selectors
 from apps.orchestration.repository import repo_commits, repo_ensure
 from apps.orchestration.worktrees import worktrees_reconcile
 from apps.projects.models import Project, Task
@@ -91,6 +91,13 @@ def register(subparsers: Any) -> None:
     worktrees.add_argument("--reconcile", action="store_true",
                            help="first bring the records in line with `git worktree list` and report differences")
     worktrees.set_defaults(handler=_worktrees)
+
+    prune = subparsers.add_parser("prune", help="delete old history: project events, transcripts and checkpoints of "
+                                  "finished sessions, finished job records, merged/removed worktrees, audit events "
+                                  f"(open and paused sessions keep theirs; {retention.KEPT_NOTE})")
+    prune.add_argument("--older-than", required=True, metavar="AGE", help="an age: 30d, 12h or 2w")
+    prune.add_argument("--dry-run", action="store_true", help="only count what would be deleted")
+    prune.set_defaults(handler=_prune)
 
 
 def _mode_options(parser: Any) -> None:
@@ -335,3 +342,12 @@ def _retry(options: dict[str, Any], out: Any) -> None:
     project = project_find(options["project"])
     task = runs.task_retry(task=task_get(project, options["task"]))
     out.write(f"task {task.key} is {task.status} again; start the run with `yokeflow run {project.slug}`")
+
+
+def _prune(options: dict[str, Any], out: Any) -> None:
+    age = retention.parse_age(options["older_than"])  # before anything is touched: a typo deletes nothing
+    counts = retention.prune(older_than=age, dry_run=options["dry_run"])
+    verb = "would be deleted" if options["dry_run"] else "deleted"
+    for kind, count in counts.items():
+        out.write(f"{kind}: {count} {verb}")
+    out.write(retention.KEPT_NOTE)

@@ -1,27 +1,63 @@
-"""django-q2 entry points: plain functions taking ids, each calling one service."""
+"""django-q2 entry points: plain functions taking ids, each calling one service.
+
+A session job survives the database going away: the loop stops without recording anything, the job waits for
+the database (DB_WAIT_SECONDS), then continues the session once from its last checkpoint (events written before
+the loss are kept: each batch of events commits with its sequence counter)."""
 
 from __future__ import annotations
 
+import logging
+from collections.abc import Callable
+
+from django.conf import settings
+from django.db import DatabaseError
+
 from apps.agents.models import AgentSession
+from apps.core.context import working
+from apps.core.db import is_connection_error, reconnect
 from apps.orchestration import runs, scheduler
+
+log = logging.getLogger("yokeflow.jobs")
 
 
 def run_task(session_id: int) -> None:
     """A claimed task's session: worktree, agent, verification, merge; then the next claims."""
-    scheduler.task_session_execute(session=_session(session_id))
+    _resilient(session_id, lambda session, retry: scheduler.task_session_execute(session=session, force=retry))
 
 
 def continue_task(session_id: int, resume_message: str | None = None, force: bool = False) -> None:
-    scheduler.task_session_execute(session=_session(session_id), resume_message=resume_message, force=force)
+    _resilient(session_id, lambda session, retry: scheduler.task_session_execute(
+        session=session, resume_message=None if retry else resume_message, force=force or retry))
 
 
 def run_planning(session_id: int, resume_message: str | None = None, force: bool = False) -> None:
-    runs.planning_execute(session=_session(session_id), resume_message=resume_message, force=force)
+    _resilient(session_id, lambda session, retry: runs.planning_execute(
+        session=session, resume_message=None if retry else resume_message, force=force or retry))
 
 
 def reap() -> dict:
     return scheduler.reap()
 
 
-def _session(session_id: int) -> AgentSession:
-    return AgentSession.objects.select_related("project", "task").get(pk=session_id)
+def _resilient(session_id: int, run: Callable[[AgentSession, bool], None]) -> None:
+    """Run the session's job; after a lost database connection, reconnect and go on once from the checkpoint
+    (`force` takes back this worker's own lease)."""
+    try:
+        _in_context(session_id, run, retry=False)
+    except DatabaseError as exc:
+        if not is_connection_error(exc):
+            raise
+        log.warning("session %s lost its database connection (%s); waiting for it, then continuing", session_id,
+                    str(exc).strip().splitlines()[0][:200])
+        reconnect(settings.DB_WAIT_SECONDS)
+        _in_context(session_id, run, retry=True)
+
+
+def _in_context(session_id: int, run: Callable[[AgentSession, bool], None], *, retry: bool) -> None:
+    session = AgentSession.objects.select_related("project", "task").get(pk=session_id)
+    with working(project_id=session.project_id, session_id=session.pk, task_id=session.task_id):
+        log.info("session %s (%s) %s", session.pk, session.kind, "continues after reconnecting" if retry else "starts")
+        run(session, retry)
+        session.refresh_from_db(fields=["status", "turns", "cost_usd"])
+        log.info("session %s ends %s after %s turns ($%s)", session.pk, session.status, session.turns,
+                 session.cost_usd)

@@ -15,11 +15,13 @@ schedule) re-queues sessions whose heartbeat lease expired, from their checkpoin
 
 from __future__ import annotations
 
+import logging
 from collections import Counter
+from datetime import timedelta
 from pathlib import Path
 
 from django.conf import settings
-from django.db import connection, transaction
+from django.db import DatabaseError, connection, transaction
 from django.db.models import F
 from django.utils import timezone
 from django_q.brokers import get_broker
@@ -30,7 +32,11 @@ from apps.agents.loop import Outcome
 from apps.agents.models import AgentSession, SessionKind, lease_cutoff
 from apps.agents.providers import provider_account, provider_for, provider_name
 from apps.agents.services import events_append, session_create, session_request_cancel, session_transition
+from apps.core.audit import audit_record
+from apps.core.context import current
+from apps.core.db import is_connection_error
 from apps.core.errors import ConflictError, YokeFlowError
+from apps.core.models import AuditAction
 from apps.interventions.detectors import guards_for
 from apps.interventions.holds import hold_active, holds_release
 from apps.interventions.selectors import budget_paused
@@ -38,7 +44,7 @@ from apps.interventions.services import pauses_close
 from apps.learning.domains import classify_domain
 from apps.learning.expertise import expertise_for_prompt
 from apps.learning.model_selector import recommend_model
-from apps.orchestration.merging import MergeResult, acceptance_run, merge_worktree
+from apps.orchestration.merging import MergeResult, acceptance_run, merge_worktree, task_complete
 from apps.orchestration.models import ParallelBatch, Worktree
 from apps.orchestration.repository import repo_ensure
 from apps.orchestration.runs import enqueue, session_pause_record, session_requeue, set_project_status
@@ -62,6 +68,7 @@ SessionStatus = AgentSession.Status
 ACTIVE_TASKS = (TaskStatus.RUNNING, TaskStatus.MERGING)
 OPEN_SESSIONS = (SessionStatus.QUEUED, SessionStatus.RUNNING, SessionStatus.PAUSED)
 REAPER_NAME = "yokeflow-reaper"
+log = logging.getLogger("yokeflow.scheduler")
 
 
 # ------------------------------------------------------------------------------------------------ starting
@@ -258,9 +265,11 @@ def project_kick(*, project: Project) -> None:
 def task_session_execute(*, session: AgentSession, resume_message: str | None = None, force: bool = False) -> None:
     """The job of one claimed task: prepare its worktree, run (or continue) its session, settle it, schedule on."""
     session.refresh_from_db()
-    if session.is_finished:
-        return  # a duplicate delivery of a job whose session already ended
     task = Task.objects.select_related("project", "epic").get(pk=session.task_id)
+    if session.is_finished and force and task.status == TaskStatus.MERGING and not _shared_by_epic(task.project):
+        _merge_cut_off(task, session)  # the database went away while it was verified or merged: finish that now
+    if session.is_finished and not (force and task.status == TaskStatus.RUNNING):
+        return  # a duplicate delivery of a job whose session already ended
     project = task.project
     shared = Path(session.workdir) == path_for(project, branch_for(task, shared_by_epic=True))
     try:
@@ -272,7 +281,9 @@ def task_session_execute(*, session: AgentSession, resume_message: str | None = 
     if session.workdir != worktree.path:  # e.g. a session made by hand: the agent works where the merge looks
         AgentSession.objects.filter(pk=session.pk).update(workdir=worktree.path)
         session.workdir = worktree.path
-    outcome = _run_session(session, task, worktree, resume_message, force)
+    # A session that ended while its task was never settled (the database went away in between) is settled now.
+    outcome = _finished_outcome(session) if session.is_finished else _run_session(session, task, worktree,
+                                                                                   resume_message, force)
     if outcome is not None:
         task.refresh_from_db()
         task_settle(task=task, session=session, outcome=outcome, worktree=worktree)
@@ -280,6 +291,23 @@ def task_session_execute(*, session: AgentSession, resume_message: str | None = 
     if shared:
         batch_merge_if_barrier(project=project)
     schedule(project_id=project.pk)
+
+
+def _merge_cut_off(task: Task, session: AgentSession) -> None:
+    """Finish what a job that lost the database left half done: verify and merge the live worktree again (each
+    step is repeatable), or, when the merge was recorded and only the task's completion was lost, complete it."""
+    worktree = Worktree.objects.filter(project=task.project, task=task).order_by("-pk").first()
+    if worktree is not None and worktree.is_live:
+        _verify_and_merge(task, session, _finished_outcome(session), worktree)
+    elif worktree is not None and worktree.status == Worktree.Status.MERGED:
+        task_complete(task=task)
+    schedule(project_id=task.project_id)
+
+
+def _finished_outcome(session: AgentSession) -> Outcome:
+    checkpoint = getattr(session, "checkpoint", None)
+    state = dict((checkpoint.step or {}).get("state") or {}) if checkpoint else {}
+    return Outcome(session.status, session.stop_reason, session.error, state)
 
 
 def _fail_before_start(session: AgentSession, task: Task, exc: YokeFlowError) -> None:
@@ -304,8 +332,9 @@ def _run_session(session: AgentSession, task: Task, worktree: Worktree, resume_m
         if exc.code == "session_leased":  # another worker holds it (e.g. a redelivered job): leave it alone
             return None
         raise
-    except Exception:
-        _settle_after_crash(session, worktree)
+    except Exception as exc:
+        if not (isinstance(exc, DatabaseError) and is_connection_error(exc)):  # with no database, nothing settles
+            _settle_after_crash(session, worktree)
         raise
 
 
@@ -333,6 +362,11 @@ def task_settle(*, task: Task, session: AgentSession, outcome: Outcome, worktree
             task_failed(task=task, reason=reason)
         return
     task = task_transition(task=task, to=TaskStatus.MERGING)
+    _verify_and_merge(task, session, outcome, worktree)
+
+
+def _verify_and_merge(task: Task, session: AgentSession, outcome: Outcome, worktree: Worktree) -> None:
+    """A merging task: acceptance tests in its worktree, commit, queue it for the merge, merge (ready strategy)."""
     try:
         failures = acceptance_run(task=task, workdir=Path(worktree.path))
         if not failures:
@@ -344,7 +378,9 @@ def task_settle(*, task: Task, session: AgentSession, outcome: Outcome, worktree
         return
     _wait_for_merge(worktree, task)
     if worktree.task_id is not None:  # its own worktree: merge now
-        merge_worktree(worktree=worktree)
+        result = merge_worktree(worktree=worktree)
+        if not result.ok:
+            log.warning("task %s stays merging: %s", task.key, "; ".join(result.failures) or "a conflict")
 
 
 def _wait_for_merge(worktree: Worktree, task: Task) -> None:
@@ -360,7 +396,7 @@ def _commit_message(task: Task, session: AgentSession, outcome: Outcome) -> str:
     evidence = str(outcome.state.get("reported", {}).get("evidence", "")).strip()
     body = f"\n\n{evidence[:2000]}" if evidence else ""
     return (f"{task.key}: {task.title}{body}\n\nYokeFlow-Task: {task.key}\nYokeFlow-Session: {session.pk}\n"
-            f"YokeFlow-Model: {session.model_label}\n")
+            f"YokeFlow-Model: {session.model_label}\nYokeFlow-Correlation-Id: {current().correlation_id}\n")
 
 
 def task_failed(*, task: Task, reason: str) -> Task:
@@ -404,6 +440,8 @@ def run_cancel(*, project: Project) -> dict[str, int]:
         for session in project.sessions.filter(status__in=OPEN_SESSIONS):
             counts[_cancel(session).status] += 1
         set_project_status(project, Project.Status.PAUSED)
+        audit_record(action=AuditAction.RUN_CANCELLED, target=f"project {project.slug}", project=project,
+                     details={"sessions": dict(counts)})
     return dict(counts)
 
 
@@ -417,8 +455,18 @@ def session_kill(*, session: AgentSession) -> AgentSession:
             task = Task.objects.filter(pk=session.task_id, status=TaskStatus.RUNNING).first()
             if task:
                 task_transition(task=task, to=TaskStatus.CANCELLED, error="its session was killed")
+            _audit_kill(session)
         return session
-    return _cancel(session)
+    with transaction.atomic():
+        session = _cancel(session)
+        _audit_kill(session)
+    return session
+
+
+def _audit_kill(session: AgentSession) -> None:
+    # The cancel underneath records session_cancelled too; the kill says that a person forced it.
+    audit_record(action=AuditAction.SESSION_KILLED, target=f"session #{session.pk}", project=session.project_id,
+                 details={"status": session.status, "task": session.task_id})
 
 
 def _cancel(session: AgentSession) -> AgentSession:
@@ -432,7 +480,7 @@ def _cancel(session: AgentSession) -> AgentSession:
 def reap() -> dict[str, list[int]]:
     """The reaper: sessions whose heartbeat lease expired are re-queued from their checkpoint (or, past the attempt
     limit, failed with their task paused); stalled runs are scheduled again."""
-    report: dict[str, list[int]] = {"requeued": [], "given_up": []}
+    report: dict[str, list[int]] = {"requeued": [], "given_up": [], "redelivered": _redeliver_stalled()}
     holds_release()  # a hold whose release schedule was lost ends here at the latest
     stale = AgentSession.objects.filter(status=SessionStatus.RUNNING, heartbeat_at__lt=lease_cutoff())
     for session_id in stale.values_list("pk", flat=True)[:200]:
@@ -445,6 +493,22 @@ def reap() -> dict[str, list[int]]:
             batch_merge_if_barrier(project=project)
         schedule(project_id=project_id)
     return report
+
+
+def _redeliver_stalled() -> list[int]:
+    """Queued coding sessions whose job has not started for QUEUED_STALL_SECONDS get their job again.
+
+    A job can vanish without a trace: the broker's pusher locks it, then dies (its database connection went
+    away) before a worker got it, and the ORM broker hides a locked job for the whole retry period (an hour).
+    A second delivery is harmless: the session is claimed once, the later job finds it taken or finished."""
+    cutoff = timezone.now() - timedelta(seconds=settings.QUEUED_STALL_SECONDS)
+    stalled = AgentSession.objects.filter(status=SessionStatus.QUEUED, kind=SessionKind.CODING, updated__lt=cutoff,
+                                          task__status=TaskStatus.RUNNING, checkpoint__isnull=True)  # never started
+    ids = list(stalled.values_list("pk", flat=True)[:200])
+    for session_id in ids:
+        if AgentSession.objects.filter(pk=session_id, status=SessionStatus.QUEUED).update(updated=timezone.now()):
+            enqueue("apps.orchestration.jobs.run_task", session_id)
+    return ids
 
 
 def _reap_one(session_id: int) -> str | None:

@@ -13,7 +13,11 @@ from django.db.models import Exists, OuterRef
 from django.utils import timezone
 from django.utils.text import slugify
 
+from apps.core import metrics
+from apps.core.audit import audit_record
 from apps.core.errors import ConflictError, InvalidTransitionError, PermissionDeniedError, ValidationError
+from apps.core.models import AuditAction
+from apps.core.redaction import redact
 from apps.projects.events import task_event, tasks_event
 from apps.projects.graph import DependencyGraph, Edge
 from apps.projects.models import RESERVED_SLUGS, TASK_TRANSITIONS, Project, ProjectMembership, Task, TaskDependency
@@ -88,9 +92,17 @@ def project_update(*, project: Project, **fields: Any) -> Project:
     unknown = set(fields) - EDITABLE_PROJECT_FIELDS
     if unknown:
         raise ValidationError(f"fields cannot be changed: {', '.join(sorted(unknown))}", code="invalid_fields")
+    before = {name: getattr(project, name) for name in fields}
     for name, value in fields.items():
         setattr(project, name, value)
-    return _save_validated(project)
+    with transaction.atomic():
+        project = _save_validated(project)
+        changed = {name: [old, getattr(project, name)] for name, old in before.items()
+                   if old != getattr(project, name)}
+        if changed:  # a PATCH that repeats the current values changed nothing worth a line in the log
+            audit_record(action=AuditAction.SETTINGS_CHANGED, target=f"project {project.slug}", project=project,
+                         details=changed)
+    return project
 
 
 def project_delete(*, project: Project, by: AbstractBaseUser) -> None:
@@ -139,7 +151,7 @@ def task_transition(*, task: Task, to: str, error: str | None = None) -> Task:
     if to == Task.Status.DONE:
         changes["completed_at"] = now
     if error is not None or to == Task.Status.FAILED:  # error="" clears the last one
-        changes["last_error"] = error or ""
+        changes["last_error"] = redact(error or "")
     if Task.objects.filter(pk=task.pk, status=task.status).update(**changes) != 1:
         raise ConflictError(f"task {task.key} changed while moving it to {to}; reload and retry",
                             code="task_changed")
@@ -147,6 +159,8 @@ def task_transition(*, task: Task, to: str, error: str | None = None) -> Task:
     for name, value in changes.items():
         setattr(task, name, value)
     task_event(task, previous)
+    if to == Task.Status.DONE and task.started_at:
+        metrics.observe_task_done((now - task.started_at).total_seconds())
     return task
 
 

@@ -7,14 +7,24 @@ YokeFlowError on failure, and this command turns that into one readable line and
 
 from __future__ import annotations
 
+import getpass
 import importlib
+import socket
 from argparse import ArgumentParser
 from typing import Any
 
 from django.apps import apps
 from django.core.management.base import BaseCommand, CommandError
 
+from apps.core.context import WorkContext, started
 from apps.core.errors import YokeFlowError, exit_code
+
+
+def _os_user() -> str:
+    try:
+        return getpass.getuser()
+    except (KeyError, OSError):  # no name for this uid (e.g. a container user without a passwd entry)
+        return "cli"
 
 
 def _register_verbs(subparsers: Any) -> None:
@@ -38,7 +48,9 @@ class Command(BaseCommand):
         _register_verbs(subparsers)
 
     def handle(self, *args: Any, **options: Any) -> None:
+        context = WorkContext(actor=_os_user(), origin=f"cli {socket.gethostname()}")
         try:
-            options["handler"](options, self.stdout)
+            with started(context):
+                options["handler"](options, self.stdout)
         except YokeFlowError as exc:
             raise CommandError(exc.message, returncode=exit_code(exc)) from None
