@@ -22,3 +22,4 @@ SESSION_COOKIE_SECURE = False
 CSRF_COOKIE_SECURE = False
 STATIC_ROOT = VAR_DIR / "static-test"
 EVENTS_SETTLE_SECONDS = 0.0  # tests read their own committed events at once; one test sets it to check the hold-back
+STATIC_ROOT.mkdir(parents=True, exist_ok=True)  # WhiteNoise warns once per request handler about a missing root
