@@ -8,7 +8,7 @@ DEMO_DB ?= var/demo.sqlite3
 DEMO_ENV := DEBUG=1 DATABASE_URL=sqlite:///$(CURDIR)/$(DEMO_DB) PROJECTS_ROOT=$(CURDIR)/var/demo-projects \
 	REPLAY_ROOT=$(CURDIR)/var/demo-replay REPLAY_TURN_SECONDS=$(or $(TURN_SECONDS),1) Q_WORKERS=4
 YF := $(DEMO_ENV) $(PY) manage.py yokeflow
-QUIET_QUEUE := 2> >(grep -v '^Enqueued' >&2)
+QUIET_QUEUE := 2> >(grep -v 'Enqueued \[' >&2)
 
 .PHONY: demo yf serve test lint bench venv clean
 
