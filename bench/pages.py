@@ -6,7 +6,7 @@ acceptance test) is imported through the real plan import and marked running, wi
 a few running. Then, through Django's test client (the whole middleware stack, login session, htmx headers):
   - the swimlane partial the dashboard polls (`?part=swimlanes`, a change since the client's last event),
   - the unchanged poll (the 204 answer while nothing happened),
-  - the progress panel partial,
+  - the progress panel partial, and its unchanged poll (204),
   - the task list API, page of 100 (`GET /api/projects/{id}/tasks?page=3&page_size=100`).
 Each is timed `--repeat` times after one warm-up; it prints p50/p95 in milliseconds and the queries per request.
 SQLite by default (DATABASE_URL to point it at PostgreSQL). It is a benchmark, not a test: it always exits 0.
@@ -95,7 +95,9 @@ def main() -> None:
         times, queries = timed(client, f"{base}?part=swimlanes&after={last}", args.repeat, 204)
         report("swimlane poll (unchanged, 204)", times, queries)
         times, queries = timed(client, f"{base}?part=progress", args.repeat, 200)
-        report("progress panel partial", times, queries)
+        report("progress panel partial (changed)", times, queries)
+        times, queries = timed(client, f"{base}?part=progress&after={last}", args.repeat, 204)
+        report("progress poll (unchanged, 204)", times, queries)
         times, queries = timed(client, f"/api/projects/{project.pk}/tasks?page=3&page_size=100", args.repeat, 200)
         report("task list API, page of 100", times, queries, TASK_PAGE_GOAL_MS)
 

@@ -48,15 +48,20 @@ def test_a_live_board_answers_204_until_an_event_and_286_once_the_run_is_over(cl
     page = client.get("/projects/todo-service/").text
     seq = re.search(r'data-last-seq="(\d+)"', page).group(1)
     assert f"part=swimlanes&amp;after={seq}" in page and 'hx-trigger="every 2.0s"' in page
+    assert f"part=progress&amp;after={seq}" in page
 
     unchanged = client.get(f"/projects/todo-service/?part=swimlanes&after={seq}", headers=HTMX)
+    progress_unchanged = client.get(f"/projects/todo-service/?part=progress&after={seq}", headers=HTMX)
     task_transition(task=planned_project.tasks.get(key="T1"), to="running")
     changed = client.get(f"/projects/todo-service/?part=swimlanes&after={seq}", headers=HTMX)
+    progress_changed = client.get(f"/projects/todo-service/?part=progress&after={seq}", headers=HTMX)
     set_project_status(planned_project, "paused")
     over = client.get(f"/projects/todo-service/?part=swimlanes&after={seq}", headers=HTMX)
     progress_over = client.get("/projects/todo-service/?part=progress", headers=HTMX)
 
     assert unchanged.status_code == 204 and unchanged.content == b""
+    assert progress_unchanged.status_code == 204 and progress_changed.status_code == 200
+    assert "running 1" in progress_changed.text and f"after={int(seq) + 1}" in progress_changed.text
     assert changed.status_code == 200 and _card(changed.text, "T1") == "running"
     assert "hx-trigger" in changed.text and "<html" not in changed.text
     assert over.status_code == 286 and "hx-trigger" not in over.text

@@ -42,6 +42,7 @@ def project(request: HttpRequest, slug: str) -> HttpResponse:
         return _progress(request, project)
     board = project_board(project=project)
     context = {**project_context(request, project, "dashboard"), **_live(project), "board": board,
+               "last_seq": board["last_seq"],
                "progress": run_progress(project=project, cards=board["cards"]),
                "activity": _activity(project), "critical": _critical(project),
                "budget_paused": budget_paused(project=project)}
@@ -64,8 +65,12 @@ def _swimlanes(request: HttpRequest, project: Project) -> HttpResponse:
 
 def _progress(request: HttpRequest, project: Project) -> HttpResponse:
     live = _live(project)
+    after = request.GET.get("after", "")
+    last_seq = event_last_seq(project)
+    if live["live"] and after.isdigit() and int(after) >= last_seq:
+        return HttpResponse(status=204)  # no event since the panel on screen: every figure in it is unchanged
     context = {**project_context(request, project, "dashboard"), **live, "progress": run_progress(project=project),
-               "activity": _activity(project), "budget_paused": budget_paused(project=project)}
+               "activity": _activity(project), "budget_paused": budget_paused(project=project), "last_seq": last_seq}
     return render(request, "dashboard/project.html#progress", context, status=200 if live["live"] else STOP_POLLING)
 
 
