@@ -3,8 +3,7 @@
 from __future__ import annotations
 
 import json
-import re
-from datetime import datetime, timedelta
+from datetime import datetime
 from typing import Any
 
 from django.contrib.auth import get_user_model
@@ -15,9 +14,8 @@ from apps.core.audit import audit_list
 from apps.core.errors import ValidationError
 from apps.core.models import AuditAction, AuditEvent
 from apps.core.tokens import token_create
+from apps.core.validation import age_or_none
 from yokeflow.config import validate as config_validate
-
-SINCE_UNITS = {"m": "minutes", "h": "hours", "d": "days", "w": "weeks"}
 
 
 def register(subparsers: Any) -> None:
@@ -63,9 +61,9 @@ def _since(text: str | None) -> datetime | None:
     """`7d` (an age: m, h, d or w) or an ISO date/time (in the server's time zone unless it names one)."""
     if not text:
         return None
-    age = re.fullmatch(r"(\d{1,6})([mhdw])", text.strip())
-    if age:
-        return timezone.now() - timedelta(**{SINCE_UNITS[age[2]]: int(age[1])})
+    age = age_or_none(text)
+    if age is not None:
+        return timezone.now() - age
     try:
         moment = datetime.fromisoformat(text.strip())
     except ValueError:

@@ -7,6 +7,7 @@ PostgreSQL text cannot hold NUL characters, and a NUL that reached the database 
 from __future__ import annotations
 
 import re
+from datetime import timedelta
 from typing import Annotated
 
 from pydantic import AfterValidator
@@ -27,3 +28,15 @@ _ID = re.compile(r"[0-9]{1,18}")  # ASCII digits only ('¹'.isdigit() is True) a
 def as_id(ref: str) -> int | None:
     """`ref` as a database id if it can be one, else None (so odd input never reaches the database)."""
     return int(ref) if _ID.fullmatch(ref) else None
+
+
+AGE_UNITS = {"m": "minutes", "h": "hours", "d": "days", "w": "weeks"}
+AGE = re.compile(r"(\d{1,6})([mhdw])")
+
+
+def age_or_none(text: str) -> timedelta | None:
+    """`30m`, `12h`, `7d` or `2w` as a timedelta; None when the text is not such an age."""
+    match = AGE.fullmatch(text.strip())
+    if not match:
+        return None
+    return timedelta(**{AGE_UNITS[match[2]]: int(match[1])})

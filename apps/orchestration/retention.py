@@ -18,7 +18,6 @@ model call is small, and every column feeds a total, so there is no detail that 
 
 from __future__ import annotations
 
-import re
 import shutil
 from collections.abc import Iterator
 from datetime import datetime, timedelta
@@ -33,23 +32,23 @@ from django_q.models import Failure, Success
 
 from apps.agents.models import FINISHED_STATUSES, Checkpoint, SessionEvent
 from apps.core.errors import ConflictError, GitError, ValidationError
+from apps.core.validation import age_or_none
 from apps.orchestration.models import LIVE_WORKTREE, Worktree
 from apps.orchestration.worktrees import gitops, repo_lock
 from apps.projects.models import ProjectEvent
 
 BATCH_SIZE = 5000  # rows per delete transaction: short locks, bounded memory for the id list
 LOCK_TIMEOUT = 30.0  # seconds to wait for a project's repository lock before leaving its directories for next time
-AGE_UNITS = {"h": "hours", "d": "days", "w": "weeks"}
 KEPT_NOTE = "cost rows (AgentCost) are kept: budgets, forecasts and the costs page are computed from them"
 
 
 def parse_age(text: str) -> timedelta:
     """`30d`, `12h` or `2w`; anything else is a ValidationError (one line for the command)."""
-    match = re.fullmatch(r"(\d{1,6})([hdw])", text.strip())
-    if not match or int(match[1]) == 0:
+    age = age_or_none(text)
+    if not age or text.strip().endswith("m"):  # minutes would be a typo for months: refused
         raise ValidationError(f"--older-than: {text!r} is not an age such as 30d, 12h or 2w",
                               code="invalid_fields", details={"fields": {"older_than": ["age"]}})
-    return timedelta(**{AGE_UNITS[match[2]]: int(match[1])})
+    return age
 
 
 def prune(*, older_than: timedelta, dry_run: bool) -> dict[str, int]:

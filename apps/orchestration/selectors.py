@@ -123,13 +123,8 @@ def project_board(*, project: Project) -> dict:
     """
     lanes = {pk: Lane(key, title, status, []) for pk, key, title, status in
              Epic.objects.filter(project=project).order_by("position").values_list("pk", "key", "title", "status")}
-    cards = _cards(project)
+    cards = _batched_cards(project)
     by_pk = {card.pk: card for card in cards}
-    for task_id, depends_on_id in TaskDependency.objects.filter(task__project=project).values_list(
-            "task_id", "depends_on_id"):
-        if task_id in by_pk and depends_on_id in by_pk:
-            by_pk[task_id].deps.append(by_pk[depends_on_id].key)
-    _number_batches(cards)
     latest = (AgentSession.objects.filter(project=project, task__isnull=False).values("task_id")
               .annotate(last=Max("pk")).values_list("task_id", "last"))
     for task_id, session_id in latest:
@@ -177,6 +172,7 @@ def run_progress(*, project: Project, cards: list[Card] | None = None) -> dict:
 
 
 def _batched_cards(project: Project) -> list[Card]:
+    """Every task as a card with its dependencies' keys and its batch number (two queries)."""
     cards = _cards(project)
     keys = {card.pk: card.key for card in cards}
     deps: dict[int, list[str]] = {}

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from django.http import Http404, HttpRequest
+from django.utils.http import url_has_allowed_host_and_scheme
 
 from apps.core.errors import NotFoundError
 from apps.projects import selectors
@@ -21,3 +22,10 @@ def project_for(request: HttpRequest, slug: str, *, operate: bool = False) -> Pr
 def project_context(request: HttpRequest, project: Project, current: str) -> dict:
     """The header every project page shows: the project, the sub-navigation's current tab, may this user act."""
     return {"project": project, "current": current, "can_operate": selectors.can_operate(request.user, project)}
+
+
+def safe_next(request: HttpRequest) -> str:
+    """The posted `next` when it points into this site (a form sends people back where they were), else ""."""
+    back = request.POST.get("next", "")
+    safe = url_has_allowed_host_and_scheme(back, allowed_hosts={request.get_host()}, require_https=request.is_secure())
+    return back if safe else ""

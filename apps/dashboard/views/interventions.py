@@ -8,11 +8,11 @@ from django.contrib import messages
 from django.http import Http404, HttpRequest, HttpResponse
 from django.shortcuts import redirect, render
 from django.urls import reverse
-from django.utils.http import url_has_allowed_host_and_scheme
 from django.views.decorators.http import require_POST
 
 from apps.core.errors import NotFoundError, YokeFlowError, http_status
 from apps.core.validation import as_id
+from apps.dashboard.views.common import safe_next
 from apps.interventions import selectors as pauses
 from apps.interventions.models import PausedSession
 from apps.interventions.services import budget_approve as budget_approve_service
@@ -53,9 +53,7 @@ def budget_approve(request: HttpRequest, slug: str) -> HttpResponse:
 
     The project dashboard's form sends `next`: it comes back there, with the outcome as a message."""
     amount = request.POST.get("amount", "")
-    back = request.POST.get("next", "")
-    back = back if url_has_allowed_host_and_scheme(back, allowed_hosts={request.get_host()},
-                                                   require_https=request.is_secure()) else ""
+    back = safe_next(request)
     try:
         project = selectors.project_get(user=request.user, project_id=slug, operate=True)
         result = budget_approve_service(project=project, amount=amount, by=request.user.get_username(),

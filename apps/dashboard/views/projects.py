@@ -54,21 +54,25 @@ def _live(project: Project) -> dict:
     return {"live": project_live(project), "poll_seconds": settings.DASHBOARD_POLL_SECONDS}
 
 
+def _unchanged(request: HttpRequest, live: dict, last_seq: int) -> bool:
+    """A live region's poll sends the newest event it shows: no newer event means nothing on it changed."""
+    after = request.GET.get("after", "")
+    return live["live"] and after.isdigit() and int(after) >= last_seq
+
+
 def _swimlanes(request: HttpRequest, project: Project) -> HttpResponse:
     live = _live(project)
-    after = request.GET.get("after", "")
-    if live["live"] and after.isdigit() and int(after) >= event_last_seq(project):
-        return HttpResponse(status=204)  # nothing happened since the cards on screen were drawn
+    if _unchanged(request, live, event_last_seq(project)):
+        return HttpResponse(status=204)  # htmx keeps the cards on screen
     context = {**project_context(request, project, "dashboard"), **live, "board": project_board(project=project)}
     return render(request, "dashboard/project.html#swimlanes", context, status=200 if live["live"] else STOP_POLLING)
 
 
 def _progress(request: HttpRequest, project: Project) -> HttpResponse:
     live = _live(project)
-    after = request.GET.get("after", "")
     last_seq = event_last_seq(project)
-    if live["live"] and after.isdigit() and int(after) >= last_seq:
-        return HttpResponse(status=204)  # no event since the panel on screen: every figure in it is unchanged
+    if _unchanged(request, live, last_seq):
+        return HttpResponse(status=204)
     context = {**project_context(request, project, "dashboard"), **live, "progress": run_progress(project=project),
                "activity": _activity(project), "budget_paused": budget_paused(project=project), "last_seq": last_seq}
     return render(request, "dashboard/project.html#progress", context, status=200 if live["live"] else STOP_POLLING)

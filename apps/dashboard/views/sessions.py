@@ -10,14 +10,13 @@ from django.conf import settings
 from django.contrib import messages
 from django.http import Http404, HttpRequest, HttpResponse
 from django.shortcuts import redirect, render
-from django.utils.http import url_has_allowed_host_and_scheme
 from django.views.decorators.http import require_POST
 
 from apps.agents.models import AgentSession, Checkpoint, SessionEvent
 from apps.agents.selectors import events_list, session_get, sessions_list
 from apps.agents.services import session_request_pause
 from apps.core.errors import NotFoundError, YokeFlowError
-from apps.dashboard.views.common import project_context, project_for
+from apps.dashboard.views.common import project_context, project_for, safe_next
 from apps.interventions.models import PausedSession
 from apps.orchestration import scheduler
 
@@ -141,10 +140,8 @@ def _act(request: HttpRequest, session_id: int, action: Callable[[AgentSession],
         messages.error(request, exc.message)
     else:
         messages.success(request, done)
-    back = request.POST.get("next", "")  # the dashboard's buttons come back to the dashboard
-    if url_has_allowed_host_and_scheme(back, allowed_hosts={request.get_host()}, require_https=request.is_secure()):
-        return redirect(back)
-    return redirect("dashboard:session", session_id=session.pk)
+    back = safe_next(request)  # the dashboard's buttons come back to the dashboard
+    return redirect(back) if back else redirect("dashboard:session", session_id=session.pk)
 
 
 @require_POST
