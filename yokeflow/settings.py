@@ -111,7 +111,9 @@ def envurl(name: str, default: str | None = None) -> str | None:
 
 def _database_config(name: str, value: str) -> dict | None:
     try:
-        config = dj_database_url.parse(value, conn_max_age=envint("DB_CONN_MAX_AGE", 60, minimum=0))
+        # Pooled connections are health-checked before reuse: one the server dropped is replaced, not failed on.
+        config = dj_database_url.parse(value, conn_max_age=envint("DB_CONN_MAX_AGE", 60, minimum=0),
+                                       conn_health_checks=True)
     except ValueError as exc:
         return _invalid(name, f"{name} is not a valid database URL ({exc}): {_redacted(value)!r}", None)
     if not config.get("ENGINE"):
@@ -125,7 +127,10 @@ def envdatabase(name: str, default: str) -> dict:
     if config["ENGINE"].endswith("sqlite3"):
         # SQLite is the single-machine default; WAL and a busy timeout keep the web process and the
         # workers from failing with "database is locked" while they share the file.
-        config["OPTIONS"] = {"timeout": 20, "init_command": "PRAGMA journal_mode=WAL;"}
+        # Writing transactions start IMMEDIATE: a deferred one that later writes fails at once with "database is
+        # locked" instead of waiting (SQLite cannot upgrade its lock); immediate ones wait up to the timeout.
+        config["OPTIONS"] = {"timeout": envint("SQLITE_TIMEOUT", 30, minimum=1), "transaction_mode": "IMMEDIATE",
+                             "init_command": "PRAGMA journal_mode=WAL; PRAGMA synchronous=NORMAL;"}
         config["CONN_MAX_AGE"] = 0
         if config["NAME"] not in ("", ":memory:"):
             folder = Path(config["NAME"]).parent
@@ -173,9 +178,11 @@ SESSION_LEASE_SECONDS = envint("SESSION_LEASE_SECONDS", 60, minimum=5)
 # Parallel runs (apps/orchestration): retries, backpressure, worktree bootstrap and the repository lock.
 TASK_MAX_ATTEMPTS = envint("TASK_MAX_ATTEMPTS", 3, minimum=1)  # failed or lost attempts before a task pauses
 RUN_QUEUE_LIMIT = envint("RUN_QUEUE_LIMIT", 500, minimum=1)  # queued jobs beyond which new runs are refused
-REAPER_INTERVAL_MINUTES = envint("REAPER_INTERVAL_MINUTES", 1, minimum=1)
+REAPER_INTERVAL_MINUTES = envint("REAPER_INTERVAL_MINUTES", 1, minimum=1)  # the django-q2 schedule (a backstop)
+# `yokeflow worker` reaps this often itself, so a dead worker's session or merge is resumed within the lease.
+REAPER_SECONDS = envfloat("REAPER_SECONDS", 10.0, minimum=0.5)
 # A queued session whose job has not started for this long gets its job again (a broker can lose one).
-QUEUED_STALL_SECONDS = envint("QUEUED_STALL_SECONDS", 600, minimum=5)
+QUEUED_STALL_SECONDS = envint("QUEUED_STALL_SECONDS", 120, minimum=5)
 SETUP_TIMEOUT = envint("SETUP_TIMEOUT", 600, minimum=1)  # seconds for a project's worktree setup command
 REPO_LOCK_TIMEOUT = envint("REPO_LOCK_TIMEOUT", 900, minimum=1)  # seconds to wait for another merge
 WORKTREE_PORT_START = envint("WORKTREE_PORT_START", 20000, minimum=1024)

@@ -4,13 +4,16 @@ The loop knows nothing of orchestration, interventions or learning. They plug in
 - `guards` are called before every model call ("before_call"), after every turn's tools ("after_tools") and
   when the provider failed ("provider_error", `state.provider_error` set); the first `Verdict` returned pauses
   or fails the session (retry loops, critical errors, rate limits, …);
-- `hooks` are called with ("turn", state) after each checkpoint and ("end", state) once the session ends.
+- `hooks` are called with ("turn", state) after each checkpoint, ("completing", state) just before a session
+  counts as completed (the orchestration commits the work there) and ("end", state) once the session ends.
 
 Stops: the brief's `finished` check passes on end_turn (e.g. the task was reported done), the turn cap (a pause:
 resuming grants more turns), a cancel request, a guard's verdict (the budget is one: it sees the next request in
 `state.request` before it is sent), a provider error the SDK's retries could not cure, or the agent asking for
 help. Every way out leaves the session finished (or paused) with its metrics and a `session_end` event; a crash
-in between leaves a checkpoint from which `session_run` continues the same conversation.
+in between leaves a checkpoint from which `session_run` continues the same conversation. A reply is checkpointed
+with its cost in one transaction before its tools run, and each tool result with the checkpoint, so a continued
+session never asks for (or pays for) a recorded reply again and runs only the tool calls without a result.
 """
 
 from __future__ import annotations
@@ -24,6 +27,7 @@ from typing import Any, Literal
 
 from django import db
 from django.conf import settings
+from django.db import transaction
 
 from apps.agents.models import AgentSession, Checkpoint, SessionStatus
 from apps.agents.prompts import render
@@ -40,7 +44,7 @@ from apps.agents.services import (
 from apps.agents.tools import Tool, ToolContext, tool_execute
 from apps.core import metrics
 from apps.core.db import is_connection_error
-from apps.core.errors import ConflictError, ProviderError
+from apps.core.errors import ConflictError, ProviderError, YokeFlowError
 
 log = logging.getLogger(__name__)
 
@@ -137,8 +141,12 @@ def _block_events(content: list[dict]) -> list[tuple[str, dict]]:
     return events
 
 
-def _start(session: AgentSession, brief: Brief, resume_message: str | None) -> list[dict]:
-    """Fresh sessions open the conversation; taken-over ones continue their checkpoint plus a resume message."""
+def _start(session: AgentSession, brief: Brief, resume_message: str | None, *, pending: bool = False
+           ) -> list[dict]:
+    """Fresh sessions open the conversation; taken-over ones continue their checkpoint plus a resume message.
+
+    With `pending` the checkpoint ends with a reply whose tools did not all run: the conversation is returned as it
+    is, and the resume note follows the tool results (`Loop._finish_pending`)."""
     checkpoint = Checkpoint.objects.filter(session=session).first()
     if checkpoint is None and session.last_seq == 0:
         events_append(session=session, events=[
@@ -152,6 +160,8 @@ def _start(session: AgentSession, brief: Brief, resume_message: str | None) -> l
     note = resume_message or render("resume.md", turn=turn)
     events_append(session=session, events=[("resume", {"from_turn": turn, "attempt": session.attempts,
                                                        "model": session.model_label, "text": note})])
+    if pending:
+        return [*messages, {"role": "user", "content": note}]
     last = messages[-1]
     if last["role"] == "user" and isinstance(last["content"], list):
         last = {"role": "user", "content": [*last["content"], {"type": "text", "text": note}]}
@@ -260,21 +270,36 @@ class Loop:
             "simulated": self.provider.simulated, "request_id": reply.request_id,
         })])
 
-    def _run_tools(self, reply: ModelReply) -> None:
-        results, calls = [], []
-        for block in reply.tool_uses:
+    def _run_tools(self, tool_uses: list[dict], stop_reason: str, done: list[dict] | None = None) -> None:
+        """Run the reply's tool calls; each result is recorded with the pending checkpoint in one transaction, so
+        a continued session runs only the calls whose results are missing (`done`)."""
+        results = list(done or [])
+        finished = {block["tool_use_id"] for block in results}
+        calls = [ToolCall(b["name"], b.get("input"), r["content"], r["is_error"])
+                 for b in tool_uses for r in results if r["tool_use_id"] == b["id"]]
+        for block in tool_uses:
+            if block["id"] in finished:
+                continue
             self._check_cancel()
             started = time.perf_counter()
             result = tool_execute(self.brief.tools, self.state.context, block["name"], block.get("input"))
             metrics.observe_tool(tool=block["name"], seconds=time.perf_counter() - started, failed=result.is_error)
             calls.append(ToolCall(block["name"], block.get("input"), result.content, result.is_error))
             results.append(result.block(block["id"]))
-            events_append(session=self.session, events=[("tool_result", {
-                "tool_use_id": block["id"], "name": block["name"], "is_error": result.is_error,
-                "content": result.content})])
+            with transaction.atomic():
+                events_append(session=self.session, events=[("tool_result", {
+                    "tool_use_id": block["id"], "name": block["name"], "is_error": result.is_error,
+                    "content": result.content})])
+                self._save_pending(stop_reason, results)
             session_heartbeat(session=self.session)
         self.state.messages.append({"role": "user", "content": results})
         self.state.last_calls = calls
+
+    def _save_pending(self, stop_reason: str, results: list[dict]) -> None:
+        """Checkpoint a turn whose reply is recorded but whose tools have not all run."""
+        step = {"turn": self.state.turn, "stop_reason": stop_reason, "reasks": self.state.reasks,
+                "state": self.state.context.state, "pending": {"results": results}}
+        checkpoint_save(session=self.session, turn=self.state.turn, messages=self.state.messages, step=step)
 
     def _reask_or_finish(self) -> None:
         try:
@@ -299,33 +324,55 @@ class Loop:
         self._check_lease()  # a worker that lost its lease while waiting must not act on the reply
         self.state.turn += 1
         self.state.last_reply = reply
-        self._record(reply)
-        self.state.messages.append({"role": "assistant", "content": reply.content})
+        with transaction.atomic():  # the call's cost, its blocks and the checkpoint holding it: all or nothing
+            self._record(reply)
+            self.state.messages.append({"role": "assistant", "content": reply.content})
+            if reply.tool_uses:
+                self._save_pending(reply.stop_reason, [])
         if reply.tool_uses:
-            self._run_tools(reply)
+            self._run_tools(reply.tool_uses, reply.stop_reason)
         else:
             self.state.last_calls = []
+        self._end_turn(reply.stop_reason, bool(reply.tool_uses))
+
+    def _end_turn(self, stop_reason: str, used_tools: bool) -> None:
         help_wanted = self.state.context.state.pop("help", None)  # one-shot signals: not kept in the checkpoint
         give_up = self.state.context.state.pop("give_up", None)
-        self._checkpoint(reply)
+        self._checkpoint(stop_reason)
         if help_wanted:
             raise _Stop(Status.PAUSED, "help_requested", help_wanted)
         if give_up:
             raise _Stop(Status.FAILED, give_up["reason"], give_up["message"])
-        if reply.tool_uses:
+        if used_tools:
             self._check_cancel()  # a cancel wins over what the killed command looks like (e.g. SIGKILL)
             self._check_guards("after_tools")
         else:
             self._reask_or_finish()
 
+    def _finish_pending(self, pending: dict) -> None:
+        """Continue a turn cut off while its tools ran: the recorded reply is not asked for (or paid) again, only
+        the tool calls without a recorded result run; the resume note follows their results."""
+        note = self.state.messages.pop()["content"]
+        tool_uses = [b for b in self.state.messages[-1]["content"] if b.get("type") == "tool_use"]
+        done = list(pending.get("results") or [])
+        missing = [b for b in tool_uses if b["id"] not in {r["tool_use_id"] for r in done}]
+        if missing:
+            events_append(session=self.session, events=[("note", {"text": (
+                "The previous worker stopped during this turn's tools. Not asked again: the model's reply. Run "
+                f"again: {', '.join(b['name'] for b in missing)} (a command that was running when the worker "
+                "stopped may have done part of its work already).")})])
+        self._run_tools(tool_uses, "tool_use", done)
+        self.state.messages[-1]["content"].append({"type": "text", "text": note})
+        self._end_turn("tool_use", True)
+
     def _check_lease(self) -> None:
         if not session_heartbeat(session=self.session):
             raise _Stop(Status.RUNNING, "lease_lost", "another worker took this session over")
 
-    def _checkpoint(self, reply: ModelReply) -> None:
+    def _checkpoint(self, stop_reason: str) -> None:
         # The tools' outcomes (task reported done, plan accepted, tries) are part of the conversation's state:
         # a session continued elsewhere must remember them.
-        step = {"turn": self.state.turn, "stop_reason": reply.stop_reason,
+        step = {"turn": self.state.turn, "stop_reason": stop_reason,
                 "tools": [call.name for call in self.state.last_calls], "reasks": self.state.reasks,
                 "state": self.state.context.state}
         self._check_lease()
@@ -334,19 +381,23 @@ class Loop:
             hook("turn", self.state)
 
     # -- the whole session -----------------------------------------------------------------------------
-    def _restore(self) -> None:
+    def _restore(self) -> dict | None:
+        """Turn, re-asks and tool state from the checkpoint; returns its pending turn, if it has one."""
         checkpoint = Checkpoint.objects.filter(session=self.session).first()
         if checkpoint is None:
-            return
+            return None
         self.state.turn = checkpoint.turn
         self.state.reasks = int(checkpoint.step.get("reasks", 0))
         self.state.context.state.update(checkpoint.step.get("state") or {})
+        return checkpoint.step.get("pending")
 
     def run(self, resume_message: str | None) -> Outcome:
         try:
-            self._restore()
-            self.state.messages = _start(self.session, self.brief, resume_message)
+            pending = self._restore()
+            self.state.messages = _start(self.session, self.brief, resume_message, pending=pending is not None)
             with _Heartbeat(self.session):
+                if pending is not None:
+                    self._finish_pending(pending)
                 while True:
                     self._turn()
         except _Stop as stop:
@@ -364,6 +415,8 @@ class Loop:
         outcome = Outcome(stop.status, stop.reason, stop.message, self.state.context.state, stop.details)
         if stop.status == Status.RUNNING:  # lease lost: the new owner finishes it
             return outcome
+        if stop.status == Status.COMPLETED:
+            stop, outcome = self._completing(stop, outcome)
         self.session.refresh_from_db()
         error = "" if stop.status == Status.COMPLETED else stop.message
         try:
@@ -380,6 +433,18 @@ class Loop:
         for hook in self.hooks:
             hook("end", self.state)
         return outcome
+
+
+    def _completing(self, stop: _Stop, outcome: Outcome) -> tuple[_Stop, Outcome]:
+        """The "completing" hooks (e.g. commit the work) run before the session counts as completed; one that
+        fails with a YokeFlowError fails the session with its reason instead."""
+        try:
+            for hook in self.hooks:
+                hook("completing", self.state)
+        except YokeFlowError as exc:
+            stop = _Stop(Status.FAILED, exc.code, exc.message)
+            return stop, Outcome(stop.status, stop.reason, stop.message, self.state.context.state)
+        return stop, outcome
 
 
 def session_run(

@@ -3,14 +3,19 @@ process (the CLI's `--sync` mode and the tests) by `jobs_drain`."""
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Callable
 from contextvars import ContextVar
 
-from django.db import transaction
+from django.conf import settings
+from django.db import DatabaseError, close_old_connections, transaction
 from django.utils.module_loading import import_string
 from django_q.tasks import async_task
 
 from apps.core.context import WorkContext, current, new_correlation_id, started
+from apps.core.db import is_connection_error, reconnect
+
+log = logging.getLogger("yokeflow.jobs")
 
 # In "inline" mode jobs are collected here and run by `jobs_drain` in this process.
 _inline_jobs: ContextVar[list[tuple[str, tuple]] | None] = ContextVar("inline_jobs", default=None)
@@ -28,12 +33,24 @@ def enqueue(func: str, *args: object) -> None:
 
 
 def run_job(func: str, context: dict, *args: object) -> object:
-    """A queued job on the worker: in its caller's context (correlation id, actor), origin "job <name>"."""
+    """A queued job on the worker: in its caller's context (correlation id, actor), origin "job <name>".
+
+    Every job survives one lost database connection: it waits for the database (DB_WAIT_SECONDS) and runs once
+    more from the start (jobs are written to be repeatable: they re-read what is done)."""
     work = WorkContext(correlation_id=context.get("correlation_id") or new_correlation_id(),
                        actor=context.get("actor", ""), origin=f"job {func.rsplit('.', 1)[-1]}",
                        project_id=context.get("project_id"))
     with started(work):
-        return import_string(func)(*args)
+        close_old_connections()  # a pooled connection the server dropped is health-checked, then replaced
+        try:
+            return import_string(func)(*args)
+        except DatabaseError as exc:
+            if not is_connection_error(exc):
+                raise
+            log.warning("job %s lost its database connection (%s); waiting for it, then running it again", func,
+                        str(exc).strip().splitlines()[0][:200])
+            reconnect(settings.DB_WAIT_SECONDS)
+            return import_string(func)(*args)
 
 
 def jobs_drain(start: Callable[[], object], after_each: Callable[[str], None] | None = None) -> None:

@@ -52,6 +52,9 @@ class AuditAction(models.TextChoices):
     SESSION_CANCELLED = "session_cancelled"
     RUN_CANCELLED = "run_cancelled"
     SESSION_PAUSED = "session_paused"
+    WORKTREE_DISCARDED = "worktree_discarded"
+    TASK_CANCELLED = "task_cancelled"
+    TASK_RETRIED = "task_retried"
 
 
 class AuditImmutableError(YokeFlowError):

@@ -66,7 +66,14 @@ def kill_session(request: HttpRequest, session_id: str):
 @router.post("/projects/{project_id}/tasks/{task_id}/retry", response=TaskOut)
 def retry_task(request: HttpRequest, project_id: str, task_id: str):
     project = project_get(user=request.user, project_id=project_id, operate=True)
-    return runs.task_retry(task=task_get(project, task_id))
+    return runs.task_retry(task=task_get(project, task_id), by=request.user.get_username())
+
+
+@router.post("/projects/{project_id}/tasks/{task_id}/cancel", response=TaskOut)
+def cancel_task(request: HttpRequest, project_id: str, task_id: str):
+    """Cancel one task in any state but done (its open session too); refused while it is being merged."""
+    project = project_get(user=request.user, project_id=project_id, operate=True)
+    return runs.task_cancel(task=task_get(project, task_id), by=request.user.get_username())
 
 
 # ------------------------------------------------------------------------------------------------ parallel

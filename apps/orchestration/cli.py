@@ -25,6 +25,11 @@ WORKER_HINT_AFTER = 15.0
 
 
 def register(subparsers: Any) -> None:
+    worker = subparsers.add_parser("worker", help="run a django-q2 cluster whose processes die with it, reaping "
+                                   "dead workers' sessions and merges every REAPER_SECONDS")
+    worker.add_argument("--reap-every", type=float, metavar="SECONDS", help="reaper interval (REAPER_SECONDS)")
+    worker.set_defaults(handler=_worker)
+
     plan = subparsers.add_parser("plan", help="plan a project from its spec with a planning session")
     plan.add_argument("project")
     _mode_options(plan)
@@ -62,7 +67,8 @@ def register(subparsers: Any) -> None:
     _mode_options(cont)
     cont.set_defaults(handler=_continue)
 
-    retry = subparsers.add_parser("retry", help="put a failed or cancelled task back in the queue")
+    retry = subparsers.add_parser("retry", help="put a failed, paused or cancelled task back in the queue, or resume "
+                                  "the merge of a merging one")
     retry.add_argument("project")
     retry.add_argument("task", help="task key or id")
     retry.set_defaults(handler=_retry)
@@ -71,6 +77,7 @@ def register(subparsers: Any) -> None:
                                    "agents stop within a turn; their commands are killed)")
     cancel.add_argument("project", nargs="?", help="project slug or id")
     cancel.add_argument("--session", help="cancel only this session (id)")
+    cancel.add_argument("--task", help="cancel only this task of the project (key or id), in any state but done")
     cancel.set_defaults(handler=_cancel)
 
     pause = subparsers.add_parser("pause", help="pause a queued or running session before its next model call "
@@ -296,6 +303,10 @@ def _cancel(options: dict[str, Any], out: Any) -> None:
     if not options["project"]:
         raise ValidationError("give a project, or --session ID", code="missing_argument")
     project = project_find(options["project"])
+    if options.get("task"):
+        task = runs.task_cancel(task=task_get(project, options["task"]), by=options.get("by") or "cli")
+        out.write(f"task {task.key} is {task.status}")
+        return
     counts = scheduler.run_cancel(project=project)
     summary = ", ".join(f"{n} {status}" for status, n in sorted(counts.items())) or "no open sessions"
     out.write(f"run of {project.slug} cancelled ({summary}); start it again with `yokeflow run {project.slug}`")
@@ -340,8 +351,20 @@ def _worktrees(options: dict[str, Any], out: Any) -> None:
 
 def _retry(options: dict[str, Any], out: Any) -> None:
     project = project_find(options["project"])
-    task = runs.task_retry(task=task_get(project, options["task"]))
+    task = runs.task_retry(task=task_get(project, options["task"]), by="cli")
+    if task.status in ("merging", "running"):
+        out.write(f"task {task.key} is {task.status}: a worker resumes finishing it now")
+        return
     out.write(f"task {task.key} is {task.status} again; start the run with `yokeflow run {project.slug}`")
+
+
+def _worker(options: dict[str, Any], out: Any) -> None:
+    from apps.orchestration.worker import worker_run
+
+    every = options.get("reap_every")
+    if every is not None and every <= 0:
+        raise ValidationError("--reap-every must be positive", code="invalid_argument")
+    worker_run(reap_every=every)
 
 
 def _prune(options: dict[str, Any], out: Any) -> None:

@@ -16,6 +16,7 @@ from apps.agents.models import AgentSession
 from apps.core.context import working
 from apps.core.db import is_connection_error, reconnect
 from apps.orchestration import runs, scheduler
+from apps.projects.models import Task
 
 log = logging.getLogger("yokeflow.jobs")
 
@@ -33,6 +34,15 @@ def continue_task(session_id: int, resume_message: str | None = None, force: boo
 def run_planning(session_id: int, resume_message: str | None = None, force: bool = False) -> None:
     _resilient(session_id, lambda session, retry: runs.planning_execute(
         session=session, resume_message=None if retry else resume_message, force=force or retry))
+
+
+def finish_task(task_id: int) -> None:
+    """Settle, merge, complete or clean up what a task's ended session left (queued by the reaper, `retry` and the
+    merge endpoint); a no-op when a live worker is on it or nothing is left."""
+    task = Task.objects.select_related("project").get(pk=task_id)
+    with working(project_id=task.project_id, task_id=task.pk):
+        scheduler.task_finish(task=task)
+        scheduler.schedule(project_id=task.project_id)
 
 
 def reap() -> dict:

@@ -1,37 +1,59 @@
-"""Done means merged: a worktree's committed work goes into the default branch under the project's repository lock,
-the tasks' acceptance tests re-run on the merged result, and only then are the tasks done.
+"""Done means merged, durably: a worktree's work reaches the default branch through recorded, repeatable steps.
 
-A merge that would conflict is detected first (`git merge-tree`), so nothing is half-merged: the tasks pause with
-the conflicting files and their dependents wait. If the tests fail on the merged result the merge is undone.
+    committed → verified → merged → done → cleaned          (`Worktree.merge_step`)
+
+1. *committed*: whatever is in the worktree is committed on its branch; the branch tip is recorded.
+2. *verified*: under the project's repository lock, the merge commit is built on a detached HEAD at the default
+   branch's tip (conflicts are detected first with `git merge-tree`), and the waiting tasks' acceptance tests run
+   on it. The default branch has not moved: a crash here leaves it as it was.
+3. *merged*: the default branch moves to the tested commit in one compare-and-swap (`git update-ref`).
+4. *done*: the tasks are marked done (and their epics completed).
+5. *cleaned*: the worktree and branch are removed — only when the branch tip is on the default branch.
+
+Every step finds out from git and the database what is already done: the merge commit carries the branch tip in a
+`YokeFlow-Branch-Tip` trailer, so a run cut off after the branch moved records *that* commit, never another
+task's. The worker doing it holds a lease on the worktree row (`merge_owner`, renewed while tests run); when it
+dies the lease expires and the reaper resumes the merge elsewhere. A conflict, a failed test on the merged result
+or a git failure pauses the tasks with the reason.
 """
 
 from __future__ import annotations
 
+import logging
+import threading
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from django import db
 from django.conf import settings
 from django.db import transaction
+from django.db.models import Q
 from django.utils import timezone
 
-from apps.agents.models import AgentSession
+from apps.agents.models import AgentSession, lease_cutoff
 from apps.agents.sandbox import run_command, scrubbed_env
+from apps.agents.services import worker_identity
 from apps.core.errors import SandboxError, YokeFlowError
+from apps.core.faults import fault_point
+from apps.core.retry import db_retry
 from apps.interventions.models import PauseType
 from apps.interventions.services import pause_open, pauses_close
-from apps.orchestration.models import Worktree
-from apps.orchestration.repository import git_out
+from apps.orchestration.models import MergeStep, Worktree
 from apps.orchestration.worktrees import gitops, repo_lock, session_home, worktree_remove
-from apps.projects.models import Epic, Task, TestResult
+from apps.projects.models import Epic, Project, Task, TestResult
 from apps.projects.services import task_transition
 
 MAX_EVIDENCE_CHARS = 20_000
+QUEUED = "queued"  # the merge lease's owner while the reaper's job waits for a worker
 TaskStatus = Task.Status
+log = logging.getLogger("yokeflow.merging")
 
 
 @dataclass
 class MergeResult:
-    merged: str = ""  # the default branch's new HEAD
+    merged: str = ""  # the default branch's HEAD once the work is on it
     done: list[str] = field(default_factory=list)
     conflict_files: list[str] = field(default_factory=list)
     failures: list[str] = field(default_factory=list)
@@ -71,109 +93,255 @@ def _acceptance_one(command: str, workdir: Path, home: Path) -> tuple[str, str]:
     return (TestResult.PASSED if result.ok else TestResult.FAILED), evidence[-MAX_EVIDENCE_CHARS:]
 
 
+# ------------------------------------------------------------------------------------------------ the lease
+
+_held: dict[int, int] = {}  # worktree id -> how many nested holders in this process
+
+
+def _lease_free() -> Q:
+    return (Q(merge_owner__in=("", QUEUED, worker_identity())) | Q(merge_heartbeat_at__isnull=True)
+            | Q(merge_heartbeat_at__lt=lease_cutoff()))
+
+
+@contextmanager
+def merge_lease(worktree: Worktree) -> Iterator[bool]:
+    """Hold the worktree's merge lease while finishing it (yields False when a live worker holds it). Re-entrant in
+    one process; renewed every third of SESSION_LEASE_SECONDS by a thread; released (not expired) at the end, so
+    a stranded merge is only resumed after a full lease."""
+    if _held.get(worktree.pk):
+        _held[worktree.pk] += 1
+        try:
+            yield True
+        finally:
+            _held[worktree.pk] -= 1
+        return
+    owner = worker_identity()
+    if not db_retry(lambda: Worktree.objects.filter(pk=worktree.pk).filter(_lease_free()).update(
+            merge_owner=owner, merge_heartbeat_at=timezone.now())):
+        yield False
+        return
+    _held[worktree.pk] = 1
+    renewer = _LeaseRenewer(worktree.pk, owner)
+    try:
+        with renewer:
+            yield True
+    finally:
+        _held.pop(worktree.pk, None)
+        db_retry(lambda: Worktree.objects.filter(pk=worktree.pk, merge_owner=owner).update(
+            merge_owner="", merge_heartbeat_at=timezone.now()))
+
+
+class _LeaseRenewer:
+    """Renews a merge lease while acceptance tests run (own thread, own database connection)."""
+
+    def __init__(self, worktree_id: int, owner: str) -> None:
+        self.worktree_id, self.owner = worktree_id, owner
+        self.interval = max(1.0, settings.SESSION_LEASE_SECONDS / 3)
+        self.stopped = threading.Event()
+        self.thread = threading.Thread(target=self._renew, name=f"merge-lease-{worktree_id}", daemon=True)
+
+    def __enter__(self) -> _LeaseRenewer:
+        self.thread.start()
+        return self
+
+    def __exit__(self, *exc_info: object) -> None:
+        self.stopped.set()
+        self.thread.join(timeout=self.interval)
+
+    def _renew(self) -> None:
+        try:
+            while not self.stopped.wait(self.interval):
+                try:
+                    Worktree.objects.filter(pk=self.worktree_id, merge_owner=self.owner).update(
+                        merge_heartbeat_at=timezone.now())
+                except db.DatabaseError as exc:  # the next beat tries again
+                    log.warning("merge lease of worktree %s: %s", self.worktree_id, exc)
+        finally:
+            db.connections.close_all()
+
+
+def merge_lease_live(worktree: Worktree) -> bool:
+    """Someone is finishing this worktree's merge right now (or its job is queued)."""
+    return Worktree.objects.filter(pk=worktree.pk).exclude(merge_owner="").exclude(_lease_free_of_others()).exists()
+
+
+def _lease_free_of_others() -> Q:
+    return Q(merge_heartbeat_at__isnull=True) | Q(merge_heartbeat_at__lt=lease_cutoff())
+
+
 # ------------------------------------------------------------------------------------------------ completion
 
 
+@db_retry.atomic
 def task_complete(*, task: Task) -> bool:
     """merging → done, then complete the epic if this was its last open task. True when the epic completed.
 
-    The epic row is locked *before* the task moves, so concurrent completions in one epic run one after another
-    and exactly one of them sees every task done.
+    Locks in the one order every writer uses (project, then epic, then the task's conditional update), with
+    FOR NO KEY UPDATE so the deferred foreign-key checks of the events written alongside never wait on them.
+    Concurrent completions in one epic run one after another and exactly one of them sees every task done.
     """
-    with transaction.atomic():
-        epic = Epic.objects.select_for_update().get(pk=task.epic_id)
-        task_transition(task=task, to=TaskStatus.DONE, error="")
-        if epic.status == Epic.Status.DONE or epic.tasks.exclude(status__in=(TaskStatus.DONE, TaskStatus.CANCELLED)
-                                                                   ).exists():
-            return False
-        return Epic.objects.filter(pk=epic.pk).exclude(status=Epic.Status.DONE).update(
-            status=Epic.Status.DONE, updated=timezone.now()) == 1
+    Project.objects.select_for_update(no_key=True).filter(pk=task.project_id).first()
+    epic = Epic.objects.select_for_update(no_key=True).get(pk=task.epic_id)
+    task.refresh_from_db()
+    if task.status == TaskStatus.DONE:
+        return False  # a resumed merge finds it done already
+    task_transition(task=task, to=TaskStatus.DONE, error="")
+    if epic.status == Epic.Status.DONE or epic.tasks.exclude(status__in=(TaskStatus.DONE, TaskStatus.CANCELLED)
+                                                               ).exists():
+        return False
+    return Epic.objects.filter(pk=epic.pk).exclude(status=Epic.Status.DONE).update(
+        status=Epic.Status.DONE, updated=timezone.now()) == 1
 
 
 # ------------------------------------------------------------------------------------------------ merging
 
 
-def merge_message(worktree: Worktree, tasks: list[Task]) -> str:
+def merge_message(worktree: Worktree, tasks: list[Task], tip: str) -> str:
     keys = ", ".join(t.key for t in tasks) or worktree.branch
     titles = "\n".join(f"- {t.key}: {t.title}" for t in tasks)
     trailers = "".join(f"YokeFlow-Task: {t.key}\n" for t in tasks)
-    return f"Merge {keys} ({worktree.branch})\n\n{titles}\n\n{trailers}"
+    return f"Merge {keys} ({worktree.branch})\n\n{titles}\n\n{trailers}{gitops.TIP_TRAILER}: {tip}\n"
 
 
 def merge_worktree(*, worktree: Worktree, side: str | None = None) -> MergeResult:
-    """Merge the worktree's branch into the default branch (or resolve its conflict taking `side`), re-run the
-    waiting tasks' acceptance tests on the result, and mark them done; remove the worktree afterwards."""
-    project = worktree.project
-    repo = Path(project.repo_path)
-    with repo_lock(project):
-        worktree.refresh_from_db()  # another worker may have merged it while we waited for the lock
-        if not worktree.is_live:
-            return MergeResult(failures=[f"{worktree.branch} is already {worktree.status}"])
-        tasks = _waiting_tasks(worktree)
-        result = _merge_locked(worktree, tasks, repo, side)
-    if result.ok:
-        for task in tasks:
-            for session in AgentSession.objects.filter(task=task, pauses__resolved=False).distinct():
-                pauses_close(session=session, by="merge", notes=f"{worktree.branch} merged as {result.merged[:12]}")
-            if task_complete(task=task):
-                result.epics_completed.append(task.epic.key)
-            result.done.append(task.key)
-        _cleanup(worktree)
-    return result
+    """Merge the worktree's branch into the default branch (or resolve its conflict taking `side`), with the
+    waiting tasks' acceptance tests run on the merged result, then mark them done and remove the worktree.
+
+    Repeatable: run again after a crash at any line, it goes on from the last recorded step."""
+    with merge_lease(worktree) as held:
+        if not held:
+            return MergeResult(failures=[f"{worktree.branch} is being merged by {worktree.merge_owner}"])
+        project = worktree.project
+        with repo_lock(project):
+            worktree.refresh_from_db()  # another worker may have merged it while we waited for the lock
+            if not (worktree.is_live or worktree.status == Worktree.Status.MERGED):
+                return MergeResult(failures=[f"{worktree.branch} is already {worktree.status}"])
+            tasks = _waiting_tasks(worktree)
+            result = _merge_locked(worktree, tasks, Path(project.repo_path), side)
+        if result.ok:
+            _finish(worktree, tasks, result)
+        return result
 
 
 def _waiting_tasks(worktree: Worktree) -> list[Task]:
     tasks = list(Task.objects.filter(pk__in=worktree.merge_task_ids).select_related("epic").order_by("position"))
     for task in tasks:
-        if task.status == TaskStatus.PAUSED:  # paused on this worktree's conflict: merging again
+        if task.status == TaskStatus.PAUSED and worktree.is_live:  # paused on this worktree's conflict: again
             task_transition(task=task, to=TaskStatus.MERGING)
-    return [t for t in tasks if t.status == TaskStatus.MERGING]
+    return [t for t in tasks if t.status in (TaskStatus.MERGING, TaskStatus.DONE)]
+
+
+def _record(worktree: Worktree, **fields: object) -> None:
+    db_retry(lambda: Worktree.objects.filter(pk=worktree.pk).update(**fields, updated=timezone.now()))
+    for name, value in fields.items():
+        setattr(worktree, name, value)
 
 
 def _merge_locked(worktree: Worktree, tasks: list[Task], repo: Path, side: str | None) -> MergeResult:
-    project = worktree.project
-    before = git_out(repo, "rev-parse", "HEAD").strip()
+    into = worktree.project.default_branch
+    if worktree.merge_step in (MergeStep.MERGED, MergeStep.DONE, MergeStep.CLEANED):
+        return MergeResult(merged=gitops.main_restore(repo, into=into))  # only the tasks' completion is left
     try:
-        message = merge_message(worktree, tasks)
-        if side:
-            head = gitops.resolve(repo, worktree.branch, into=project.default_branch, side=side, message=message)
-        else:
-            head = gitops.merge(repo, worktree.branch, into=project.default_branch,
-                                strategy=project.merge_strategy, message=message)
+        base = gitops.main_restore(repo, into=into)
+        tip = _commit_step(worktree, repo)
+        found = gitops.merged_by(repo, tip, into=into)
+        if found or gitops.is_ancestor(repo, tip, of=into):  # on main already: a merge cut off, or nothing new
+            _record_merged(worktree, found or "")
+            return MergeResult(merged=base)
+        fault_point("before-merge")
+        candidate = _verified_candidate(worktree, tasks, repo, base, tip, side)
+        if isinstance(candidate, MergeResult):
+            return candidate
+        gitops.advance(repo, into=into, to=candidate, expected=base)
+        fault_point("after-merge")
     except gitops.WorktreeConflictError as exc:
-        _pause(worktree, tasks, f"merge_conflict: merging {worktree.branch} into {project.default_branch} would "
-                                f"conflict in {', '.join(exc.files)}", conflict_files=exc.files)
+        _pause(worktree, tasks, f"merge_conflict: merging {worktree.branch} into {into} would conflict in "
+                                f"{', '.join(exc.files)}", conflict_files=exc.files)
         return MergeResult(conflict_files=exc.files)
     except YokeFlowError as exc:
+        _restore_quietly(repo, into)
         _pause(worktree, tasks, f"merge_failed: {exc.message}")
         return MergeResult(failures=[exc.message])
+    _record_merged(worktree, candidate)
+    return MergeResult(merged=candidate)
+
+
+def _commit_step(worktree: Worktree, repo: Path) -> str:
+    """Commit whatever is left in the worktree (the agent's work must never be lost), record the branch tip."""
+    path = Path(worktree.path)
+    if path.is_dir():
+        gitops.worktree_commit(path, f"{worktree.branch}: work left in the worktree\n\nYokeFlow-Worktree: "
+                                     f"{worktree.pk}\n")
+    tip = gitops.branch_tip(repo, worktree.branch)
+    if tip is None:
+        raise YokeFlowError(f"the branch {worktree.branch} is gone", code="branch_missing")
+    if tip != worktree.merge_tip or not worktree.merge_step:
+        _record(worktree, merge_step=MergeStep.COMMITTED, merge_tip=tip, merge_candidate="")
+    fault_point("after-commit")
+    return tip
+
+
+def _verified_candidate(worktree: Worktree, tasks: list[Task], repo: Path, base: str, tip: str,
+                        side: str | None) -> str | MergeResult:
+    """The merge commit, tested on top of `base`: one recorded by a run cut off just before moving the branch is
+    used again; otherwise it is built and the tasks' acceptance tests run on it (the branch stays at `base`)."""
+    into = worktree.project.default_branch
+    if worktree.merge_step == MergeStep.VERIFIED and worktree.merge_candidate and not side and \
+            _parents(repo, worktree.merge_candidate)[:1] == [base]:
+        return worktree.merge_candidate
+    candidate = gitops.merge_candidate(repo, worktree.branch, into=into, strategy=worktree.project.merge_strategy,
+                                       side=side, message=merge_message(worktree, tasks, tip))
     failures = [failure for task in tasks for failure in acceptance_run(task=task, workdir=repo)]
-    _restore(repo, head if not failures else before)
     if failures:
-        _pause(worktree, tasks, "acceptance tests failed on the merged result, so the merge was undone: "
+        gitops.main_restore(repo, into=into)
+        _pause(worktree, tasks, "acceptance tests failed on the merged result, so it was not merged: "
                                 + "; ".join(failures))
         return MergeResult(failures=failures)
-    Worktree.objects.filter(pk=worktree.pk).update(
-        status=Worktree.Status.MERGED, merge_commit=head, merged_at=timezone.now(), conflict_files=[],
-        updated=timezone.now())
-    worktree.refresh_from_db()
-    return MergeResult(merged=head)
+    _record(worktree, merge_step=MergeStep.VERIFIED, merge_candidate=candidate)
+    fault_point("after-tests-on-main")
+    return candidate
 
 
-def _restore(repo: Path, head: str) -> None:
-    """Leave the default branch's working copy exactly at `head`: tests may have written or changed files."""
-    git_out(repo, "reset", "-q", "--hard", head)
-    git_out(repo, "clean", "-q", "-f", "-d")  # untracked only; ignored files such as .env stay
+def _parents(repo: Path, commit: str) -> list[str]:
+    try:
+        return gitops.parents(repo, commit)
+    except YokeFlowError:
+        return []  # e.g. a candidate garbage-collected since: build it again
+
+
+def _record_merged(worktree: Worktree, commit: str) -> None:
+    _record(worktree, status=Worktree.Status.MERGED, merge_step=MergeStep.MERGED, merge_commit=commit,
+            merged_at=worktree.merged_at or timezone.now(), conflict_files=[])
+
+
+def _restore_quietly(repo: Path, into: str) -> None:
+    try:
+        gitops.main_restore(repo, into=into)
+    except YokeFlowError as exc:  # the next merge restores it again; the pause says what failed first
+        log.warning("could not restore %s after a failed merge: %s", repo, exc.message)
+
+
+def _finish(worktree: Worktree, tasks: list[Task], result: MergeResult) -> None:
+    fault_point("before-done")
+    for task in tasks:
+        for session in AgentSession.objects.filter(task=task, pauses__resolved=False).distinct():
+            pauses_close(session=session, by="merge", notes=f"{worktree.branch} merged as {result.merged[:12]}")
+        if task_complete(task=task):
+            result.epics_completed.append(task.epic.key)
+        result.done.append(task.key)
+    if worktree.merge_step == MergeStep.MERGED:
+        _record(worktree, merge_step=MergeStep.DONE)
+    worktree_cleanup(worktree=worktree)
 
 
 def _pause(worktree: Worktree, tasks: list[Task], reason: str, conflict_files: list[str] | None = None) -> None:
     status = Worktree.Status.CONFLICT if conflict_files else Worktree.Status.ACTIVE
-    Worktree.objects.filter(pk=worktree.pk).update(status=status, conflict_files=conflict_files or [],
-                                                   updated=timezone.now())
-    worktree.refresh_from_db()
-    for task in tasks:
-        task_transition(task=task, to=TaskStatus.PAUSED, error=reason)
-        _pause_record(worktree, task, reason)
+    with transaction.atomic():
+        _record(worktree, status=status, conflict_files=conflict_files or [])
+        for task in tasks:
+            if task.status == TaskStatus.MERGING:
+                task_transition(task=task, to=TaskStatus.PAUSED, error=reason)
+                _pause_record(worktree, task, reason)
 
 
 def _pause_record(worktree: Worktree, task: Task, reason: str) -> None:
@@ -188,10 +356,39 @@ def _pause_record(worktree: Worktree, task: Task, reason: str) -> None:
                   "resume this pause once the branch merges cleanly"})
 
 
-def _cleanup(worktree: Worktree) -> None:
-    """A merged worktree's directory and branch go; the row stays as history. Failure here loses nothing."""
+# ------------------------------------------------------------------------------------------------ cleaning up
+
+
+def worktree_cleanup(*, worktree: Worktree) -> bool:
+    """Remove a merged worktree's directory and branch (the row stays as history) — only when the branch tip is on
+    the default branch and nothing uncommitted is left. Failure here loses nothing; True when removed."""
+    if worktree.merge_step == MergeStep.CLEANED:
+        return True
+    project, repo = worktree.project, Path(worktree.project.repo_path)
     try:
+        keep = _reason_to_keep(worktree, repo, project.default_branch)
+        if keep:
+            _note(worktree, f"kept after the merge: {keep}")
+            return False
+        fault_point("during-cleanup")
         worktree_remove(worktree=worktree, force=True, status=Worktree.Status.MERGED)
     except YokeFlowError as exc:
-        Worktree.objects.filter(pk=worktree.pk).update(setup_log=f"{worktree.setup_log}\ncleanup failed: "
-                                                                 f"{exc.message}"[-MAX_EVIDENCE_CHARS:])
+        _note(worktree, f"cleanup failed: {exc.message}")
+        return False
+    _record(worktree, merge_step=MergeStep.CLEANED)
+    return True
+
+
+def _reason_to_keep(worktree: Worktree, repo: Path, into: str) -> str:
+    tip = gitops.branch_tip(repo, worktree.branch)
+    if tip is not None and not (gitops.is_ancestor(repo, tip, of=into) or gitops.merged_by(repo, tip, into=into)):
+        return f"its branch tip {tip[:12]} is not on {into}"
+    path = Path(worktree.path)
+    if path.is_dir() and gitops.worktree_status(path, base=into)["dirty"]:
+        return "it has uncommitted changes"
+    return ""
+
+
+def _note(worktree: Worktree, line: str) -> None:
+    log.warning("worktree %s: %s", worktree.branch, line)
+    _record(worktree, setup_log=f"{worktree.setup_log}\n{line}"[-MAX_EVIDENCE_CHARS:])

@@ -19,11 +19,23 @@ class WorktreeStatus(models.TextChoices):
 LIVE_WORKTREE = (WorktreeStatus.ACTIVE, WorktreeStatus.CONFLICT)
 
 
+class MergeStep(models.TextChoices):
+    """How far the durable merge of a worktree got; every step is recorded once it is complete."""
+
+    NONE = "", "not started"
+    COMMITTED = "committed", "work committed on the branch"
+    VERIFIED = "verified", "merge candidate tested on top of the default branch"
+    MERGED = "merged", "the default branch moved to the merge commit"
+    DONE = "done", "its tasks are done"
+    CLEANED = "cleaned", "worktree and branch removed"
+
+
 class Worktree(BaseModel):
     """One branch with its own working directory. In the `ready` strategy a worktree belongs to one task; in the
     `batch` strategy the tasks of one epic in one batch share it."""
 
     Status = WorktreeStatus
+    Step = MergeStep
     project = models.ForeignKey(Project, on_delete=models.CASCADE, related_name="worktrees")
     epic = models.ForeignKey(Epic, on_delete=models.CASCADE, related_name="worktrees")
     task = models.ForeignKey(Task, on_delete=models.SET_NULL, null=True, blank=True, related_name="worktrees")
@@ -40,11 +52,19 @@ class Worktree(BaseModel):
     setup_log = models.TextField(blank=True)
     merged_at = models.DateTimeField(null=True, blank=True)
     removed_at = models.DateTimeField(null=True, blank=True)
+    # The durable merge (apps/orchestration/merging.py): the last completed step, the branch tip it merges, the
+    # tested candidate commit, and the lease of the worker finishing it (expired = the reaper resumes it).
+    merge_step = models.CharField(max_length=10, choices=MergeStep.choices, default=MergeStep.NONE, blank=True)
+    merge_tip = models.CharField(max_length=64, blank=True)
+    merge_candidate = models.CharField(max_length=64, blank=True)
+    merge_owner = models.CharField(max_length=200, blank=True)
+    merge_heartbeat_at = models.DateTimeField(null=True, blank=True)
 
     class Meta:
         ordering = ["project", "-created"]
         constraints = [
             models.CheckConstraint(condition=in_choices("status", WorktreeStatus), name="worktree_status_valid"),
+            models.CheckConstraint(condition=in_choices("merge_step", MergeStep), name="worktree_merge_step_valid"),
             # One live worktree per branch, and never two live worktrees on one port range (on any project:
             # ports belong to the machine).
             models.UniqueConstraint(fields=["project", "branch"], condition=Q(status__in=LIVE_WORKTREE),

@@ -15,12 +15,16 @@ from apps.agents.models import AgentSession, SessionKind
 from apps.agents.planning import PlanningResult, planning_session_run
 from apps.agents.prompts import render
 from apps.agents.providers import model_for_tier, provider_name
-from apps.agents.services import session_create, session_transition
+from apps.agents.services import session_create, session_request_cancel, session_transition
+from apps.core.audit import audit_record
 from apps.core.errors import ConflictError, ValidationError
 from apps.core.jobs import enqueue, jobs_drain  # noqa: F401 - jobs_drain is part of this module's API
+from apps.core.models import AuditAction
 from apps.interventions.detectors import BudgetGuard
 from apps.interventions.models import PausedSession, PauseType
-from apps.interventions.services import pause_open, pause_resolve
+from apps.interventions.services import pause_open, pause_resolve, pauses_close
+from apps.orchestration.merging import QUEUED, merge_lease_live
+from apps.orchestration.models import Worktree
 from apps.orchestration.repository import repo_ensure
 from apps.projects.events import event_emit
 from apps.projects.models import EventKind, Project, Task
@@ -73,11 +77,18 @@ def planning_execute(*, session: AgentSession, resume_message: str | None = None
 # ------------------------------------------------------------------------------------------------ retries
 
 
-def task_retry(*, task: Task) -> Task:
-    """Put a failed, paused or cancelled task back in the queue with a fresh attempt count (its worktree stays)."""
+def task_retry(*, task: Task, by: str = "") -> Task:
+    """Try a task again from where it stands.
+
+    failed, paused, cancelled: back in the queue with a fresh attempt count (its worktree stays). merging, or
+    running after its session ended: the merge (or the settling) is resumed now by a job — refused while a live
+    worker is on it. Refused with the reason for a task that is done, not started, or whose session is open."""
+    task.refresh_from_db()
+    if task.status in (TaskStatus.MERGING, TaskStatus.RUNNING):
+        return _finish_again(task, by)
     if task.status not in (TaskStatus.FAILED, TaskStatus.CANCELLED, TaskStatus.PAUSED):
-        raise ConflictError(f"task {task.key} is {task.status}; only failed, paused or cancelled tasks are retried",
-                            code="not_retryable")
+        raise ConflictError(f"task {task.key} is {task.status}; only failed, paused or cancelled tasks are retried "
+                            "(and merging ones finished)", code="not_retryable")
     if task.sessions.filter(status__in=("queued", "running", "paused")).exists():
         raise ConflictError(f"task {task.key} has an open session; continue or cancel it instead",
                             code="session_open")
@@ -85,7 +96,72 @@ def task_retry(*, task: Task) -> Task:
     task = task_transition(task=task, to=TaskStatus.PENDING if task.status == TaskStatus.CANCELLED
                            else TaskStatus.READY, error="")
     tasks_refresh_ready(project=task.project)
+    _audit_task(AuditAction.TASK_RETRIED, task, by, {"to": task.status})
     return task
+
+
+def _finish_again(task: Task, by: str) -> Task:
+    if task.sessions.filter(status__in=("queued", "running", "paused")).exists():
+        raise ConflictError(f"task {task.key} has an open session; continue or cancel it instead",
+                            code="session_open")
+    worktree = _merge_worktree_of(task)
+    if worktree is not None:
+        _refuse_if_merging(task, worktree)
+        Worktree.objects.filter(pk=worktree.pk).update(merge_owner=QUEUED, merge_heartbeat_at=timezone.now())
+    enqueue("apps.orchestration.jobs.finish_task", task.pk)
+    _audit_task(AuditAction.TASK_RETRIED, task, by, {"to": "finishing", "from": task.status})
+    return task
+
+
+def _merge_worktree_of(task: Task) -> Worktree | None:
+    session = task.sessions.order_by("-pk").first()
+    rows = Worktree.objects.filter(project=task.project_id).order_by("-pk")
+    return (rows.filter(path=session.workdir).first() if session and session.workdir else None) or \
+        rows.filter(task=task).first()
+
+
+def _refuse_if_merging(task: Task, worktree: Worktree) -> None:
+    if merge_lease_live(worktree) and worktree.merge_owner != QUEUED:
+        raise ConflictError(f"task {task.key} is being merged by {worktree.merge_owner} right now; it finishes on "
+                            f"its own, or is taken over {settings.SESSION_LEASE_SECONDS} s after that worker stops",
+                            code="merge_in_progress")
+
+
+def task_cancel(*, task: Task, by: str = "") -> Task:
+    """Cancel one task in whatever state it is: an open session is cancelled with it (a running one stops within
+    a turn), verified work waiting to merge stays on its branch. Refused for a done task and while a live worker
+    is merging it (a merge is not cut off half-way)."""
+    task.refresh_from_db()
+    if task.status == TaskStatus.DONE:
+        raise ConflictError(f"task {task.key} is done (merged); a done task is not cancelled", code="task_done")
+    if task.status == TaskStatus.CANCELLED:
+        return task
+    session = task.sessions.filter(status__in=("queued", "running", "paused")).order_by("-pk").first()
+    if session is not None:
+        session_request_cancel(session=session)  # a queued or paused one takes its task along at once
+        _audit_task(AuditAction.TASK_CANCELLED, task, by, {"session": session.pk})
+        task.refresh_from_db()
+        return task
+    worktree = _merge_worktree_of(task)
+    if worktree is not None and task.status in (TaskStatus.MERGING, TaskStatus.RUNNING):
+        _refuse_if_merging(task, worktree)
+        if worktree.status == Worktree.Status.MERGED:
+            raise ConflictError(f"task {task.key}'s work is already on {task.project.default_branch}; retry it to "
+                                "mark it done", code="already_merged")
+    with transaction.atomic():
+        task = task_transition(task=task, to=TaskStatus.CANCELLED, error=f"cancelled by {by or 'a person'}")
+        if worktree is not None:
+            Worktree.objects.filter(pk=worktree.pk).update(
+                merge_task_ids=[pk for pk in worktree.merge_task_ids if pk != task.pk])
+        for paused in task.sessions.filter(pauses__resolved=False).distinct():
+            pauses_close(session=paused, by=by or "cancel", notes="the task was cancelled")
+        _audit_task(AuditAction.TASK_CANCELLED, task, by, {})
+    return task
+
+
+def _audit_task(action: str, task: Task, by: str, details: dict) -> None:
+    audit_record(action=action, target=f"task {task.key}", project=task.project_id, actor=by,
+                 details={"status": task.status, **details})
 
 
 # ------------------------------------------------------------------------------------------------ control

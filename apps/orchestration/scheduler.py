@@ -17,18 +17,19 @@ from __future__ import annotations
 
 import logging
 from collections import Counter
+from collections.abc import Callable
 from datetime import timedelta
 from pathlib import Path
 
 from django.conf import settings
 from django.db import DatabaseError, connection, transaction
-from django.db.models import F
+from django.db.models import F, Q
 from django.utils import timezone
 from django_q.brokers import get_broker
 from django_q.models import Schedule
 
 from apps.agents.coding import coding_session_run
-from apps.agents.loop import Outcome
+from apps.agents.loop import LoopState, Outcome
 from apps.agents.models import AgentSession, SessionKind, lease_cutoff
 from apps.agents.providers import provider_account, provider_for, provider_name
 from apps.agents.services import events_append, session_create, session_request_cancel, session_transition
@@ -37,6 +38,7 @@ from apps.core.context import current
 from apps.core.db import is_connection_error
 from apps.core.errors import ConflictError, YokeFlowError
 from apps.core.models import AuditAction
+from apps.core.retry import db_retry
 from apps.interventions.detectors import guards_for
 from apps.interventions.holds import hold_active, holds_release
 from apps.interventions.selectors import budget_paused
@@ -44,7 +46,15 @@ from apps.interventions.services import pauses_close
 from apps.learning.domains import classify_domain
 from apps.learning.expertise import expertise_for_prompt
 from apps.learning.model_selector import recommend_model
-from apps.orchestration.merging import MergeResult, acceptance_run, merge_worktree, task_complete
+from apps.orchestration.merging import (
+    QUEUED,
+    MergeResult,
+    acceptance_run,
+    merge_lease,
+    merge_lease_live,
+    merge_worktree,
+    worktree_cleanup,
+)
 from apps.orchestration.models import ParallelBatch, Worktree
 from apps.orchestration.repository import repo_ensure
 from apps.orchestration.runs import enqueue, session_pause_record, session_requeue, set_project_status
@@ -86,7 +96,7 @@ def run_start(*, project: Project, parallel: bool | None = None, max_concurrency
     repo_ensure(project)
     worktrees_reconcile(project=project)
     with transaction.atomic():
-        project = Project.objects.select_for_update().get(pk=project.pk)
+        project = Project.objects.select_for_update(no_key=True).get(pk=project.pk)
         if project.status == Project.Status.RUNNING:
             raise ConflictError(f"project {project.slug!r} is already running", code="already_running")
         for task in project.tasks.filter(status=TaskStatus.CANCELLED):  # a cancelled run's tasks are to do again
@@ -169,13 +179,16 @@ def reaper_ensure() -> Schedule:
 # ------------------------------------------------------------------------------------------------ claiming
 
 
+@db_retry.atomic
 def schedule(*, project_id: int) -> list[AgentSession]:
-    """Fill the project's free slots with ready tasks; finish the run when nothing is left to do."""
-    with transaction.atomic():
-        project = Project.objects.select_for_update().filter(pk=project_id).first()  # one scheduler at a time
-        if project is None or project.status != Project.Status.RUNNING:
-            return []
-        return _schedule_locked(project)
+    """Fill the project's free slots with ready tasks; finish the run when nothing is left to do.
+
+    One scheduler at a time per project (its row is locked FOR NO KEY UPDATE: the first lock of the one order every
+    writer takes — project, epic, task, worktree — which the foreign-key checks of new rows never wait for)."""
+    project = Project.objects.select_for_update(no_key=True).filter(pk=project_id).first()
+    if project is None or project.status != Project.Status.RUNNING:
+        return []
+    return _schedule_locked(project)
 
 
 def _schedule_locked(project: Project) -> list[AgentSession]:
@@ -266,11 +279,11 @@ def task_session_execute(*, session: AgentSession, resume_message: str | None = 
     """The job of one claimed task: prepare its worktree, run (or continue) its session, settle it, schedule on."""
     session.refresh_from_db()
     task = Task.objects.select_related("project", "epic").get(pk=session.task_id)
-    if session.is_finished and force and task.status == TaskStatus.MERGING and not _shared_by_epic(task.project):
-        _merge_cut_off(task, session)  # the database went away while it was verified or merged: finish that now
-    if session.is_finished and not (force and task.status == TaskStatus.RUNNING):
-        return  # a duplicate delivery of a job whose session already ended
     project = task.project
+    if session.is_finished:  # a redelivered job, or one whose worker lost the database: finish what is left
+        task_finish(task=task)
+        schedule(project_id=project.pk)
+        return
     shared = Path(session.workdir) == path_for(project, branch_for(task, shared_by_epic=True))
     try:
         worktree = worktree_prepare(task=task, shared_by_epic=shared)
@@ -281,30 +294,61 @@ def task_session_execute(*, session: AgentSession, resume_message: str | None = 
     if session.workdir != worktree.path:  # e.g. a session made by hand: the agent works where the merge looks
         AgentSession.objects.filter(pk=session.pk).update(workdir=worktree.path)
         session.workdir = worktree.path
-    # A session that ended while its task was never settled (the database went away in between) is settled now.
-    outcome = _finished_outcome(session) if session.is_finished else _run_session(session, task, worktree,
-                                                                                   resume_message, force)
+    outcome = _run_session(session, task, worktree, resume_message, force)
     if outcome is not None:
-        task.refresh_from_db()
-        task_settle(task=task, session=session, outcome=outcome, worktree=worktree)
+        task_finish(task=task, outcome=outcome)
         enqueue("apps.learning.jobs.learn", session.pk)
     if shared:
         batch_merge_if_barrier(project=project)
     schedule(project_id=project.pk)
 
 
-def _merge_cut_off(task: Task, session: AgentSession) -> None:
-    """Finish what a job that lost the database left half done: verify and merge the live worktree again (each
-    step is repeatable), or, when the merge was recorded and only the task's completion was lost, complete it."""
-    worktree = Worktree.objects.filter(project=task.project, task=task).order_by("-pk").first()
-    if worktree is not None and worktree.is_live:
-        _verify_and_merge(task, session, _finished_outcome(session), worktree)
-    elif worktree is not None and worktree.status == Worktree.Status.MERGED:
-        task_complete(task=task)
-    schedule(project_id=task.project_id)
+def task_finish(*, task: Task, outcome: Outcome | None = None) -> None:
+    """Finish what a task's ended session left — settle it, verify and commit it, merge it (ready strategy), clean
+    up — under its worktree's merge lease. Repeatable from any step: the session's own job, the reaper, `retry`
+    and the merge endpoint all come here, and only one of them works at a time."""
+    task.refresh_from_db()
+    session = task.sessions.order_by("-pk").first()
+    worktree = _worktree_of(task, session)
+    if worktree is None:
+        if task.status in ACTIVE_TASKS and (session is None or session.is_finished):
+            task_failed(task=task, reason="its worktree is gone")
+        return
+    with merge_lease(worktree) as held:
+        if not held:
+            return  # a live worker is finishing it
+        task.refresh_from_db()
+        worktree.refresh_from_db()
+        _finish_step(task, session, worktree, outcome)
 
 
-def _finished_outcome(session: AgentSession) -> Outcome:
+def _finish_step(task: Task, session: AgentSession | None, worktree: Worktree, outcome: Outcome | None) -> None:
+    own = worktree.task_id == task.pk
+    if task.status == TaskStatus.RUNNING and session is not None:
+        session.refresh_from_db()
+        if outcome is not None or session.is_finished:  # the session's own job knows its outcome (e.g. paused)
+            task_settle(task=task, session=session, outcome=outcome or _finished_outcome(session), worktree=worktree)
+    elif task.status == TaskStatus.MERGING and own and worktree.status == Worktree.Status.MERGED:
+        merge_worktree(worktree=worktree)  # merged on main: only the completion and the clean-up are left
+    elif task.status == TaskStatus.MERGING and own and worktree.is_live:
+        _verify_and_merge(task, session, outcome or _finished_outcome(session), worktree)
+    elif task.status == TaskStatus.DONE and own and worktree.status == Worktree.Status.MERGED:
+        worktree_cleanup(worktree=worktree)
+
+
+def _worktree_of(task: Task, session: AgentSession | None) -> Worktree | None:
+    """The worktree the task's last session worked in (its own, or its epic's in the batch strategy)."""
+    rows = Worktree.objects.filter(project=task.project_id).select_related("project").order_by("-pk")
+    if session is not None and session.workdir:
+        found = rows.filter(path=session.workdir).first()
+        if found is not None:
+            return found
+    return rows.filter(task=task).first()
+
+
+def _finished_outcome(session: AgentSession | None) -> Outcome:
+    if session is None:
+        return Outcome(SessionStatus.COMPLETED, "done", "")
     checkpoint = getattr(session, "checkpoint", None)
     state = dict((checkpoint.step or {}).get("state") or {}) if checkpoint else {}
     return Outcome(session.status, session.stop_reason, session.error, state)
@@ -327,7 +371,8 @@ def _run_session(session: AgentSession, task: Task, worktree: Worktree, resume_m
     try:
         return coding_session_run(session=session, branch=worktree.branch, env=worktree_env(worktree),
                                   home=session_home(Path(worktree.path)), expertise=expertise, provider=provider,
-                                  guards=guards, hooks=hooks, resume_message=resume_message, force=force)
+                                  guards=guards, hooks=[*hooks, _commit_hook(task, session, worktree)],
+                                  resume_message=resume_message, force=force)
     except ConflictError as exc:
         if exc.code == "session_leased":  # another worker holds it (e.g. a redelivered job): leave it alone
             return None
@@ -338,12 +383,20 @@ def _run_session(session: AgentSession, task: Task, worktree: Worktree, resume_m
         raise
 
 
+def _commit_hook(task: Task, session: AgentSession, worktree: Worktree) -> Callable[[str, LoopState], None]:
+    """Commit the agent's work on its branch before its session counts as completed: a crash after that point
+    cannot lose it (the merge commits again whatever the acceptance tests leave behind)."""
+    def hook(phase: str, state: LoopState) -> None:
+        if phase == "completing":
+            gitops.worktree_commit(Path(worktree.path), _commit_message(task, session, Outcome(
+                SessionStatus.COMPLETED, "done", "", state.context.state)))
+    return hook
+
+
 def _settle_after_crash(session: AgentSession, worktree: Worktree) -> None:
     session.refresh_from_db()
-    task = Task.objects.get(pk=session.task_id)
-    if session.status != SessionStatus.RUNNING and task.status == TaskStatus.RUNNING:
-        task_settle(task=task, session=session, worktree=worktree,
-                    outcome=Outcome(session.status, session.stop_reason, session.error))
+    if session.status != SessionStatus.RUNNING:
+        task_finish(task=Task.objects.get(pk=session.task_id))
 
 
 def task_settle(*, task: Task, session: AgentSession, outcome: Outcome, worktree: Worktree) -> None:
@@ -365,22 +418,24 @@ def task_settle(*, task: Task, session: AgentSession, outcome: Outcome, worktree
     _verify_and_merge(task, session, outcome, worktree)
 
 
-def _verify_and_merge(task: Task, session: AgentSession, outcome: Outcome, worktree: Worktree) -> None:
-    """A merging task: acceptance tests in its worktree, commit, queue it for the merge, merge (ready strategy)."""
-    try:
-        failures = acceptance_run(task=task, workdir=Path(worktree.path))
-        if not failures:
-            gitops.worktree_commit(Path(worktree.path), _commit_message(task, session, outcome))
-    except YokeFlowError as exc:  # git trouble: the attempt fails with the reason instead of hanging in merging
-        failures = [f"{exc.code}: {exc.message}"]
-    if failures:
-        task_failed(task=task, reason="not done: " + "; ".join(failures))
-        return
-    _wait_for_merge(worktree, task)
+def _verify_and_merge(task: Task, session: AgentSession | None, outcome: Outcome, worktree: Worktree) -> None:
+    """A merging task: acceptance tests in its worktree, commit, queue it for the merge, merge (ready strategy).
+    A task already queued in the worktree (a resumed merge) goes straight to the merge."""
+    if task.pk not in worktree.merge_task_ids:
+        try:
+            failures = acceptance_run(task=task, workdir=Path(worktree.path))
+            if not failures:
+                gitops.worktree_commit(Path(worktree.path), _commit_message(task, session, outcome))
+        except YokeFlowError as exc:  # git trouble: the attempt fails with the reason instead of hanging in merging
+            failures = [f"{exc.code}: {exc.message}"]
+        if failures:
+            task_failed(task=task, reason="not done: " + "; ".join(failures))
+            return
+        _wait_for_merge(worktree, task)
     if worktree.task_id is not None:  # its own worktree: merge now
         result = merge_worktree(worktree=worktree)
         if not result.ok:
-            log.warning("task %s stays merging: %s", task.key, "; ".join(result.failures) or "a conflict")
+            log.warning("task %s did not merge: %s", task.key, "; ".join(result.failures) or "a conflict")
 
 
 def _wait_for_merge(worktree: Worktree, task: Task) -> None:
@@ -392,11 +447,13 @@ def _wait_for_merge(worktree: Worktree, task: Task) -> None:
     worktree.merge_task_ids = row.merge_task_ids
 
 
-def _commit_message(task: Task, session: AgentSession, outcome: Outcome) -> str:
+def _commit_message(task: Task, session: AgentSession | None, outcome: Outcome) -> str:
     evidence = str(outcome.state.get("reported", {}).get("evidence", "")).strip()
     body = f"\n\n{evidence[:2000]}" if evidence else ""
-    return (f"{task.key}: {task.title}{body}\n\nYokeFlow-Task: {task.key}\nYokeFlow-Session: {session.pk}\n"
-            f"YokeFlow-Model: {session.model_label}\nYokeFlow-Correlation-Id: {current().correlation_id}\n")
+    who = (f"YokeFlow-Session: {session.pk}\nYokeFlow-Model: {session.model_label}\n" if session is not None
+           else "")
+    return (f"{task.key}: {task.title}{body}\n\nYokeFlow-Task: {task.key}\n{who}"
+            f"YokeFlow-Correlation-Id: {current().correlation_id}\n")
 
 
 def task_failed(*, task: Task, reason: str) -> Task:
@@ -436,7 +493,7 @@ def run_cancel(*, project: Project) -> dict[str, int]:
     are killed). Tasks not started stay as they are; `run_start` goes on from there."""
     counts = Counter()
     with transaction.atomic():
-        Project.objects.select_for_update().filter(pk=project.pk).first()
+        Project.objects.select_for_update(no_key=True).filter(pk=project.pk).first()
         for session in project.sessions.filter(status__in=OPEN_SESSIONS):
             counts[_cancel(session).status] += 1
         set_project_status(project, Project.Status.PAUSED)
@@ -480,7 +537,8 @@ def _cancel(session: AgentSession) -> AgentSession:
 def reap() -> dict[str, list[int]]:
     """The reaper: sessions whose heartbeat lease expired are re-queued from their checkpoint (or, past the attempt
     limit, failed with their task paused); stalled runs are scheduled again."""
-    report: dict[str, list[int]] = {"requeued": [], "given_up": [], "redelivered": _redeliver_stalled()}
+    report: dict[str, list[int]] = {"requeued": [], "given_up": [], "redelivered": _redeliver_stalled(),
+                                    "finishing": stranded_resume()}
     holds_release()  # a hold whose release schedule was lost ends here at the latest
     stale = AgentSession.objects.filter(status=SessionStatus.RUNNING, heartbeat_at__lt=lease_cutoff())
     for session_id in stale.values_list("pk", flat=True)[:200]:
@@ -493,6 +551,36 @@ def reap() -> dict[str, list[int]]:
             batch_merge_if_barrier(project=project)
         schedule(project_id=project_id)
     return report
+
+
+def stranded_resume(*, project: Project | None = None) -> list[int]:
+    """Tasks that nobody is finishing get a job that does: verified work waiting to merge, a merge cut off at any
+    step, a session that ended while its task was never settled, a merged worktree never cleaned up. "Nobody" means
+    the worktree's merge lease expired; the lease is taken for the queued job, so each is queued once per lease."""
+    cutoff = lease_cutoff()
+    expired = Q(merge_heartbeat_at__isnull=True) | Q(merge_heartbeat_at__lt=cutoff)
+    rows = Worktree.objects.filter(expired).filter(
+        Q(status__in=(Worktree.Status.ACTIVE, Worktree.Status.CONFLICT), task__status__in=ACTIVE_TASKS)
+        | Q(status=Worktree.Status.MERGED, merge_step=Worktree.Step.MERGED, task__isnull=False))
+    if project is not None:
+        rows = rows.filter(project=project)
+    queued = []
+    for worktree_id, task_id in rows.values_list("pk", "task_id")[:200]:
+        if _stranded(Task.objects.select_related("project").get(pk=task_id), cutoff) and \
+                Worktree.objects.filter(pk=worktree_id).filter(expired).update(
+                    merge_owner=QUEUED, merge_heartbeat_at=timezone.now()):
+            enqueue("apps.orchestration.jobs.finish_task", task_id)
+            queued.append(task_id)
+    return queued
+
+
+def _stranded(task: Task, cutoff) -> bool:
+    if task.status == TaskStatus.MERGING or task.status == TaskStatus.DONE:
+        return task.project.strategy != Project.Strategy.BATCH  # batch: the barrier merges (below)
+    if task.status != TaskStatus.RUNNING:
+        return False
+    session = task.sessions.order_by("-pk").first()
+    return session is not None and session.is_finished and (session.ended_at is None or session.ended_at < cutoff)
 
 
 def _redeliver_stalled() -> list[int]:
@@ -561,16 +649,40 @@ def _check_idle(worktree: Worktree) -> None:
 
 
 def worktree_merge_request(*, worktree: Worktree, side: str | None = None) -> MergeResult:
-    """A person merges a worktree now, or resolves its conflict (`side` ours/theirs); the run goes on after."""
+    """A person merges a worktree now, or resolves its conflict (`side` ours/theirs); the run goes on after.
+
+    The same durable path as the workers': a task whose verified work was never queued for the merge (its worker
+    died) is verified and committed first, and a merge that already reached main is only completed."""
     if side == "manual":
         raise ConflictError(f"resolve by hand: in {worktree.path} run `git merge {worktree.project.default_branch}`"
                             ", fix the conflicting files, commit, then merge this worktree again",
                             code="manual_resolution", details={"path": worktree.path,
                                                                "files": worktree.conflict_files})
-    _check_idle(worktree)
-    result = merge_worktree(worktree=worktree, side=side)
+    task = worktree.task
+    unfinished = task is not None and task.status in ACTIVE_TASKS
+    if not (unfinished and worktree.status == Worktree.Status.MERGED):
+        _check_idle(worktree)
+    if merge_lease_live(worktree) and worktree.merge_owner != QUEUED:
+        raise ConflictError(f"{worktree.branch} is being merged by {worktree.merge_owner} right now",
+                            code="merge_in_progress")
+    if unfinished and side is None and (task.pk not in worktree.merge_task_ids or not worktree.is_live):
+        task_finish(task=task)
+        result = _result_of(worktree, task)
+    else:
+        result = merge_worktree(worktree=worktree, side=side)
     project_kick(project=worktree.project)
     return result
+
+
+def _result_of(worktree: Worktree, task: Task) -> MergeResult:
+    worktree.refresh_from_db()
+    task.refresh_from_db()
+    if task.status == TaskStatus.DONE:
+        head = gitops.branch_tip(Path(worktree.project.repo_path), worktree.project.default_branch) or ""
+        return MergeResult(merged=head, done=[task.key])
+    if worktree.conflict_files:
+        return MergeResult(conflict_files=list(worktree.conflict_files))
+    return MergeResult(failures=[task.last_error or f"task {task.key} is {task.status}"])
 
 
 def worktree_delete(*, worktree: Worktree, force: bool = False) -> Worktree:

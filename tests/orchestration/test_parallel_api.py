@@ -496,7 +496,7 @@ def test_resolving_ours_when_the_task_needs_its_own_version_undoes_the_merge(con
     assert response.status_code == 200, response.content
     assert response.json()["done"] == [] and "T9: acceptance test failed" in response.json()["failures"][0]
     second.refresh_from_db()
-    assert second.status == "paused" and "merge was undone" in second.last_error
+    assert second.status == "paused" and "so it was not merged" in second.last_error
     assert git(project.repo_path, "rev-parse", "HEAD").strip() == conflicted.main_head
     assert git(project.repo_path, "status", "--porcelain") == ""
 

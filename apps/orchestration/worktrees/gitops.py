@@ -23,6 +23,7 @@ from apps.orchestration.repository import git_run as _run
 WORKTREES_DIR = "worktrees"
 BRANCH_MAX = 200
 MERGE_STRATEGIES = ("merge", "squash")
+TIP_TRAILER = "YokeFlow-Branch-Tip"  # names the branch commit a merge commit brings in
 RESOLVE_SIDES = ("ours", "theirs", "manual")
 _RESERVED = frozenset({"con", "prn", "aux", "nul", *(f"com{n}" for n in range(1, 10)),
                        *(f"lpt{n}" for n in range(1, 10))})
@@ -307,17 +308,12 @@ def merge(repo_path: Path, branch: str, *, into: str = "main", strategy: str = "
 
     A merge that would conflict raises WorktreeConflictError before anything changes.
     """
-    if strategy not in MERGE_STRATEGIES:
-        raise ValidationError(f"strategy must be one of {', '.join(MERGE_STRATEGIES)}", code="invalid_strategy")
     repo_path = Path(repo_path)
-    files = conflicts(repo_path, branch, into=into)
-    if files:
-        raise WorktreeConflictError(files, f"merging {branch} into {into} would conflict in {', '.join(files)}")
-    _check_main(repo_path, into)
-    if strategy == "squash":
-        return _squash(repo_path, branch, message)
-    _merge_or_restore(repo_path, *_merge_args(message), branch)
-    return _head(repo_path)
+    _check_revision(into)
+    base = _git(repo_path, "rev-parse", "--verify", f"refs/heads/{into}").strip()
+    head = merge_candidate(repo_path, branch, into=into, strategy=strategy, message=message)
+    advance(repo_path, into=into, to=head, expected=base)
+    return head
 
 
 def resolve(repo_path: Path, branch: str, *, into: str = "main", side: str, message: str) -> str:
@@ -326,18 +322,103 @@ def resolve(repo_path: Path, branch: str, *, into: str = "main", side: str, mess
     "ours" keeps `into`'s version, "theirs" the branch's; "manual" is for a person: fix it in the worktree
     (e.g. sync_from, edit, commit) and call merge again.
     """
-    if side not in RESOLVE_SIDES:
+    repo_path = Path(repo_path)
+    _check_revision(into)
+    base = _git(repo_path, "rev-parse", "--verify", f"refs/heads/{into}").strip()
+    head = merge_candidate(repo_path, branch, into=into, side=side, message=message)
+    advance(repo_path, into=into, to=head, expected=base)
+    return head
+
+
+def merge_candidate(repo_path: Path, branch: str, *, into: str = "main", strategy: str = "merge",
+                    side: str | None = None, message: str) -> str:
+    """Build the merge of `branch` into `into` on a detached HEAD at `into`'s tip and return its commit.
+
+    `into` itself does not move (see `advance`): the candidate can be tested first, and a crash in between leaves
+    the default branch as it was. With `side` ("ours"/"theirs") conflicting hunks are settled for that side;
+    without it a merge that would conflict raises WorktreeConflictError before anything changes.
+    """
+    if strategy not in MERGE_STRATEGIES:
+        raise ValidationError(f"strategy must be one of {', '.join(MERGE_STRATEGIES)}", code="invalid_strategy")
+    if side is not None and side not in RESOLVE_SIDES:
         raise ValidationError(f"side must be one of {', '.join(RESOLVE_SIDES)}", code="invalid_side")
     if side == "manual":
         raise GitError(f"resolve the conflicts of {branch} in its worktree, commit, and merge again",
                        code="manual_resolution", recoverable=True)
     repo_path = Path(repo_path)
+    files = [] if side else conflicts(repo_path, branch, into=into)
+    if files:
+        raise WorktreeConflictError(files, f"merging {branch} into {into} would conflict in {', '.join(files)}")
     _check_config(repo_path)
     _check_branch_name(repo_path, branch)
-    _check_revision(into)
     _check_main(repo_path, into)
-    _merge_or_restore(repo_path, *_merge_args(message), "-X", side, branch)
+    _git(repo_path, "checkout", "-q", "--detach", into)
+    try:
+        if strategy == "squash" and not side:
+            return _squash(repo_path, branch, message)
+        _merge_or_restore(repo_path, *_merge_args(message), *(("-X", side) if side else ()), branch)
+        return _head(repo_path)
+    except BaseException:
+        _git(repo_path, "checkout", "-q", "-f", into)
+        raise
+
+
+def advance(repo_path: Path, *, into: str, to: str, expected: str) -> None:
+    """Move `into` from `expected` to `to` in one compare-and-swap and check it out again; refuses if `into` moved
+    meanwhile (nothing changes then)."""
+    repo_path = Path(repo_path)
+    _check_revision(into)
+    done = _run(repo_path, "update-ref", "-m", "yokeflow: merge", f"refs/heads/{into}", to, expected)
+    if done.returncode != 0:
+        raise GitError(f"{into} moved while a merge was being tested (expected {expected[:12]})", code="main_moved",
+                       recoverable=True)
+    _git(repo_path, "checkout", "-q", "-f", into)
+    _git(repo_path, "clean", "-q", "-f", "-d")  # what the tests on the candidate left behind
+
+
+def parents(repo_path: Path, commit: str) -> list[str]:
+    _check_revision(commit)
+    return _git(Path(repo_path), "rev-list", "--parents", "-n", "1", commit, "--").split()[1:]
+
+
+def main_restore(repo_path: Path, *, into: str = "main") -> str:
+    """Put the main repository's working copy back on `into`, exactly at its tip; returns that tip.
+
+    YokeFlow owns this copy: a merge cut off by a crash may have left it detached, half-merged or holding test
+    output. Ignored files (such as `.env`) stay.
+    """
+    repo_path = Path(repo_path)
+    _check_config(repo_path)
+    _check_revision(into)
+    _run(repo_path, "merge", "--abort")  # fails harmlessly when no merge is in progress
+    _git(repo_path, "checkout", "-q", "-f", into)
+    _git(repo_path, "reset", "-q", "--hard", into)
+    _git(repo_path, "clean", "-q", "-f", "-d")
     return _head(repo_path)
+
+
+def is_ancestor(repo_path: Path, commit: str, *, of: str) -> bool:
+    """Whether `commit` is reachable from `of` (so its work is on that branch)."""
+    _check_revision(commit)
+    _check_revision(of)
+    done = _run(Path(repo_path), "merge-base", "--is-ancestor", commit, of)
+    if done.returncode not in (0, 1):
+        raise _failure(("merge-base", "--is-ancestor", commit, of), done)
+    return done.returncode == 0
+
+
+def merged_by(repo_path: Path, tip: str, *, into: str = "main") -> str | None:
+    """The commit on `into`'s first-parent line that merged branch tip `tip` (found by its `YokeFlow-Branch-Tip`
+    trailer, so squash merges are found too); None when there is none."""
+    _check_revision(into)
+    found = _git(Path(repo_path), "log", "--first-parent", "--format=%H", "-F",
+                 f"--grep={TIP_TRAILER}: {tip}", "-n", "1", into, "--").strip()
+    return found or None
+
+
+def branch_tip(repo_path: Path, branch: str) -> str | None:
+    done = _run(Path(repo_path), "rev-parse", "--verify", "--quiet", f"refs/heads/{branch}")
+    return done.stdout.strip() if done.returncode == 0 else None
 
 
 def _merge_args(message: str) -> tuple[str, ...]:
