@@ -45,6 +45,7 @@ from apps.agents.tools import Tool, ToolContext, tool_execute
 from apps.core import metrics
 from apps.core.db import is_connection_error
 from apps.core.errors import ConflictError, ProviderError, YokeFlowError
+from apps.core.faults import fault_point
 
 log = logging.getLogger(__name__)
 
@@ -291,6 +292,7 @@ class Loop:
                     "tool_use_id": block["id"], "name": block["name"], "is_error": result.is_error,
                     "content": result.content})])
                 self._save_pending(stop_reason, results)
+            fault_point("after-tool-result")
             session_heartbeat(session=self.session)
         self.state.messages.append({"role": "user", "content": results})
         self.state.last_calls = calls

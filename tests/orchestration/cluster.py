@@ -23,12 +23,14 @@ def database_url() -> str:
 
 
 def start_cluster(log: Path, **env: str) -> subprocess.Popen:
-    """`manage.py qcluster` on the test database, with this test's PROJECTS_ROOT and `env` on top."""
+    """`manage.py yokeflow worker` (a django-q2 cluster that reaps every second here) on the test database, with this
+    test's PROJECTS_ROOT and `env` on top."""
     base = {"DJANGO_SETTINGS_MODULE": "yokeflow.settings", "DEBUG": "1", "SECRET_KEY": settings.SECRET_KEY,
             "DATABASE_URL": database_url(), "PROJECTS_ROOT": str(settings.PROJECTS_ROOT), "Q_WORKERS": "1",
-            "SESSION_LEASE_SECONDS": "5", "PYTHONUNBUFFERED": "1"}
-    return subprocess.Popen([sys.executable, "manage.py", "qcluster"], cwd=BASE_DIR, env={**os.environ, **base, **env},
-                            stdout=log.open("ab"), stderr=subprocess.STDOUT, start_new_session=True)
+            "SESSION_LEASE_SECONDS": "5", "REAPER_SECONDS": "1", "PYTHONUNBUFFERED": "1"}
+    return subprocess.Popen([sys.executable, "manage.py", "yokeflow", "worker"], cwd=BASE_DIR,
+                            env={**os.environ, **base, **env}, stdout=log.open("ab"), stderr=subprocess.STDOUT,
+                            start_new_session=True)
 
 
 def kill(cluster: subprocess.Popen) -> None:

@@ -78,7 +78,8 @@ def test_a_killed_worker_is_reaped_and_its_task_completes_exactly_once(replay_pr
     finally:
         kill(first)
     session.refresh_from_db()
-    assert session.status == "running" and session.turns == 0
+    # Its reply is recorded (turn 1, checkpointed before its command ran); the command's result is not.
+    assert session.status == "running" and session.turns == 1
     last_beat = session.heartbeat_at
 
     second = start_cluster(log, **_replay_env())
