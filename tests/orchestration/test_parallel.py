@@ -312,6 +312,49 @@ def test_twenty_concurrent_completions_complete_their_epic_exactly_once(owner):
 
 @pytest.mark.postgres
 @pytest.mark.django_db(transaction=True, serialized_rollback=True)
+@pytest.mark.parametrize("round_", range(3))
+def test_sixteen_concurrent_completions_across_epics_with_the_scheduler_never_deadlock(owner, settings, round_):
+    """Completions (project, epic and task rows, events) race the scheduler (project row, claims, sessions) at
+    concurrency 8: one lock order and FOR NO KEY UPDATE leave no cycle, and a lost race is retried."""
+    from apps.projects.plan import plan_import
+    from apps.projects.services import project_create
+
+    settings.LLM_PROVIDER = "replay"
+    project = project_create(owner=owner, name=f"sixteen-{round_}", max_concurrency=8)
+    # Each epic: four tasks merging, and a fifth waiting for the first of them (claimed while its epic completes).
+    plan_import(project=project, data={"epics": [{"key": f"E{e}", "title": f"Epic {e}", "tasks": [
+        *({"key": f"T{e}{n}", "title": f"Task {e}{n}"} for n in range(4)),
+        {"key": f"N{e}", "title": f"Next {e}", "depends_on": [f"T{e}0"]}]} for e in range(4)]})
+    project.tasks.exclude(key__startswith="N").update(status="merging")
+    runs.set_project_status(project, "running")
+    ids = list(project.tasks.exclude(key__startswith="N").values_list("pk", flat=True))
+    barrier, errors, epics_done = threading.Barrier(len(ids)), [], []
+
+    def complete(task_id: int) -> None:
+        try:
+            task = Task.objects.get(pk=task_id)
+            barrier.wait(timeout=30)
+            epics_done.append(task_complete(task=task))
+            scheduler.schedule(project_id=project.pk)
+        except Exception as exc:  # collected: the assertion below names it
+            errors.append(repr(exc))
+        finally:
+            connection.close()
+
+    threads = [threading.Thread(target=complete, args=(pk,)) for pk in ids]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join(timeout=60)
+
+    assert errors == [] and len(epics_done) == 16 and not any(epics_done)  # each epic still has its N task
+    assert set(project.tasks.exclude(key__startswith="N").values_list("status", flat=True)) == {"done"}
+    followers = project.tasks.filter(key__startswith="N")
+    assert set(followers.values_list("status", flat=True)) == {"running"} and project.sessions.count() == 4
+
+
+@pytest.mark.postgres
+@pytest.mark.django_db(transaction=True, serialized_rollback=True)
 def test_cancelling_a_run_kills_a_running_command_within_seconds(claude, task):
     task.project.tasks.exclude(pk=task.pk).update(status="cancelled")
     claude.tool_use("run_command", {"command": "sleep 120", "timeout_seconds": 600})
