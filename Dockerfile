@@ -1,6 +1,6 @@
 # One image for every YokeFlow process; the command picks the process (docker-entrypoint.sh):
 #   docker run IMAGE                      -> web: waits for the database, migrates, serves on :8000 (gunicorn)
-#   docker run IMAGE worker               -> django-q2 cluster (manage.py qcluster)
+#   docker run IMAGE worker               -> django-q2 cluster (manage.py yokeflow worker)
 #   docker run IMAGE manage yokeflow ...  -> any management command
 # Nothing secret is baked in: SECRET_KEY, DATABASE_URL, ANTHROPIC_API_KEY … come from the environment at run time.
 # Lint: hadolint Dockerfile (tests/core/test_container_files.py runs it).

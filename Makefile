@@ -31,7 +31,7 @@ demo: venv
 	@$(YF) new kvstore --spec examples/kvstore/spec.md --owner demo
 	@$(YF) new kvstore-sequential --spec examples/kvstore/spec.md --owner demo
 	@echo "== start a django-q2 cluster with 4 workers (log: var/demo-worker.log)"
-	@$(DEMO_ENV) $(PY) manage.py qcluster > var/demo-worker.log 2>&1 & echo $$! > var/demo-worker.pid
+	@$(DEMO_ENV) $(PY) manage.py yokeflow worker > var/demo-worker.log 2>&1 & echo $$! > var/demo-worker.pid
 	@trap 'kill $$(cat var/demo-worker.pid) 2>/dev/null; rm -f var/demo-worker.pid' EXIT; \
 	echo "== plan them: a planning session turns the spec into epics and tasks" && \
 	$(YF) plan kvstore --wait $(QUIET_QUEUE) && $(YF) plan kvstore-sequential --wait $(QUIET_QUEUE) && \

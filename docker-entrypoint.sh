@@ -51,7 +51,7 @@ case "$command" in
   worker)
     wait_for_database
     reset_metrics_dir
-    exec python manage.py qcluster "$@"
+    exec python manage.py yokeflow worker "$@"
     ;;
   manage)
     exec python manage.py "$@"

@@ -51,7 +51,7 @@ def _workers() -> tuple[bool, str]:
         return False, "no heartbeat schedule (run `manage.py migrate`)"
     late = timezone.now() - schedule.next_run
     if late > timedelta(seconds=settings.HEALTH_WORKER_SECONDS):
-        return False, f"no django-q2 cluster seen for {int(late.total_seconds())} s (start `manage.py qcluster`)"
+        return False, f"no django-q2 cluster seen for {int(late.total_seconds())} s (start `manage.py yokeflow worker`)"
     return True, "a django-q2 cluster is running"
 
 

@@ -149,7 +149,7 @@ def _follow(out: Any, is_over: Any, describe: Any) -> None:
             out.write(line)
             moved, last = moved or bool(last), line
         if not moved and time.monotonic() - started > WORKER_HINT_AFTER:
-            out.write("  (nothing has moved yet: is a worker running? start one with `manage.py qcluster`)")
+            out.write("  (nothing has moved yet: is a worker running? start one with `manage.py yokeflow worker`)")
             started = float("inf")
         time.sleep(POLL_SECONDS)
     out.write(describe())

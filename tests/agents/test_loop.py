@@ -282,3 +282,44 @@ def test_a_worker_that_lost_its_lease_does_not_run_the_tools_of_the_reply(claude
     coding_session.refresh_from_db()
     assert outcome.reason == "lease_lost" and coding_session.status == "running"
     assert not (Path(coding_session.workdir) / "stale.txt").exists()
+
+
+def test_a_turn_cut_off_during_its_tools_runs_only_the_missing_calls_and_never_asks_again(claude, coding_session):
+    """The state a kill leaves between two tool calls of one turn: the reply and the first result are recorded (in
+    the checkpoint and the transcript); the second command never ran."""
+    from datetime import timedelta
+
+    from django.utils import timezone
+
+    from apps.agents.services import checkpoint_save, events_append
+
+    workdir = Path(coding_session.workdir)
+    (workdir / "ran.log").write_text("one\n")  # the first command ran before the kill
+    reply = [{"type": "tool_use", "id": "toolu_a", "name": "run_command", "input": {"command": "echo one >> ran.log"}},
+             {"type": "tool_use", "id": "toolu_b", "name": "run_command", "input": {"command": "echo two >> ran.log"}}]
+    first = {"type": "tool_result", "tool_use_id": "toolu_a", "content": "exit code 0", "is_error": False}
+    events_append(session=coding_session, events=[("user", {"text": "opening"}), ("tool_result", {
+        "tool_use_id": "toolu_a", "name": "run_command", "is_error": False, "content": "exit code 0"})])
+    checkpoint_save(session=coding_session, turn=1, messages=[{"role": "user", "content": "do it"},
+                                                              {"role": "assistant", "content": reply}],
+                    step={"turn": 1, "stop_reason": "tool_use", "reasks": 0, "state": {},
+                          "pending": {"results": [first]}})
+    AgentSession.objects.filter(pk=coding_session.pk).update(
+        status="running", started_at=timezone.now(), heartbeat_at=timezone.now() - timedelta(hours=1))
+    claude.tool_use("write_file", {"path": "hello.txt", "content": "hi\n"})
+    claude.tool_use("update_task_status", DONE)
+    claude.text("Done.")
+
+    outcome = coding_session_run(session=AgentSession.objects.get(pk=coding_session.pk))
+
+    assert outcome.completed
+    assert (workdir / "ran.log").read_text() == "one\ntwo\n"  # the recorded call did not run again
+    first_request = claude.requests[0]["messages"]
+    assert first_request[1]["content"] == reply  # the recorded reply, not a new call for turn 1
+    results = first_request[2]["content"]
+    assert [block.get("tool_use_id") for block in results[:2]] == ["toolu_a", "toolu_b"]
+    assert results[0]["content"] == "exit code 0" and results[-1]["type"] == "text"  # then the resume note
+    assert len(claude.requests) == 3 and AgentCost.objects.filter(session=coding_session).count() == 3
+    note = coding_session.events.get(type="note").payload["text"]
+    assert "run_command" in note and "may have done part of its work" in note
+    _assert_gapless(AgentSession.objects.get(pk=coding_session.pk))

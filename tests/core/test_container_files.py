@@ -204,7 +204,7 @@ def test_shellcheck_passes_on_the_entrypoint(tmp_path):
 # STUB_FAIL and, like the real app with prometheus_client, leaves a file in the metrics directory.
 STUB = """#!/bin/sh
 printf '%s %s\\n' "$(basename "$0")" "$*" >> "$CALLS"
-if [ "$(basename "$0")" = gunicorn ] || [ "$*" = "manage.py qcluster" ]; then
+if [ "$(basename "$0")" = gunicorn ] || [ "$*" = "manage.py yokeflow worker" ]; then
   printf 'metric files: %s\\n' "$(ls -A "$PROMETHEUS_MULTIPROC_DIR" | wc -l)" >> "$CALLS"
 else
   : > "$PROMETHEUS_MULTIPROC_DIR/histogram_$$.db"
@@ -265,7 +265,7 @@ def test_worker_waits_for_the_database_then_runs_the_cluster(run_entrypoint):
     status, calls = run_entrypoint("worker")
 
     assert status == 0
-    assert calls == ["python manage.py yokeflow db-wait", "python manage.py qcluster", "metric files: 0"]
+    assert calls == ["python manage.py yokeflow db-wait", "python manage.py yokeflow worker", "metric files: 0"]
 
 
 def test_manage_passes_the_command_through(run_entrypoint):
