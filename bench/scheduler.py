@@ -4,7 +4,7 @@ Run from the repo root:  python bench/scheduler.py  [--tasks N --scale X --concu
                                                      --epics E --poll SECONDS --timeout SECONDS]
 
 A layered DAG (10 layers, each task hard-depending on 1-3 tasks of the layer above, spread over a few epics) is
-imported into a fresh project per strategy, and a `manage.py qcluster` subprocess runs it with the offline replay
+imported into a fresh project per strategy, and a `manage.py yokeflow worker` subprocess runs it with the offline replay
 model. Each task's script sleeps an uneven simulated duration (0.5-3 s times --scale), writes a file of its own
 (so merges never conflict) and reports done; worktrees, commits, merges and the job queue are all real.
 Afterwards the database tells:
@@ -228,9 +228,10 @@ def django_setup(database_url: str, work: Path, workers: int, poll: float | None
 
 
 def cluster_start(log: Path) -> subprocess.Popen:
-    """`manage.py qcluster` in its own process group (so stopping it takes its workers too); ready once it says so."""
+    """`manage.py yokeflow worker` in its own process group (stopping it takes its workers too); ready once it says
+    so."""
     out = log.open("ab")
-    process = subprocess.Popen([sys.executable, "manage.py", "qcluster"], cwd=ROOT, env=os.environ.copy(),
+    process = subprocess.Popen([sys.executable, "manage.py", "yokeflow", "worker"], cwd=ROOT, env=os.environ.copy(),
                                stdout=out, stderr=subprocess.STDOUT, start_new_session=True)
     out.close()
     deadline = time.monotonic() + 60
@@ -319,7 +320,7 @@ def run_strategy(owner: AbstractBaseUser, dag: Dag, strategy: str, args: argpars
     project = project_create(owner=owner, name=f"bench {strategy}", slug=slug)
     plan_import(project=project, data=plan_data(dag), replace=False, apply_suggestions=False)
     write_scripts(dag, work / "replay", slug)
-    log = work / f"qcluster-{strategy}.log"
+    log = work / f"worker-{strategy}.log"
     cluster = cluster_start(log)
     since = timezone.now()
     try:

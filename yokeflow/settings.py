@@ -182,7 +182,8 @@ REAPER_INTERVAL_MINUTES = envint("REAPER_INTERVAL_MINUTES", 1, minimum=1)  # the
 # `yokeflow worker` reaps this often itself, so a dead worker's session or merge is resumed within the lease.
 REAPER_SECONDS = envfloat("REAPER_SECONDS", 10.0, minimum=0.5)
 # A queued session whose job has not started for this long gets its job again (a broker can lose one).
-QUEUED_STALL_SECONDS = envint("QUEUED_STALL_SECONDS", 120, minimum=5)
+# (one lease by default: the session rows are the truth, a job no live worker holds is given out again)
+QUEUED_STALL_SECONDS = envint("QUEUED_STALL_SECONDS", SESSION_LEASE_SECONDS, minimum=5)
 SETUP_TIMEOUT = envint("SETUP_TIMEOUT", 600, minimum=1)  # seconds for a project's worktree setup command
 REPO_LOCK_TIMEOUT = envint("REPO_LOCK_TIMEOUT", 900, minimum=1)  # seconds to wait for another merge
 WORKTREE_PORT_START = envint("WORKTREE_PORT_START", 20000, minimum=1024)

@@ -8,7 +8,7 @@ from collections.abc import Callable
 from contextvars import ContextVar
 
 from django.conf import settings
-from django.db import DatabaseError, close_old_connections, transaction
+from django.db import DatabaseError, transaction
 from django.utils.module_loading import import_string
 from django_q.tasks import async_task
 
@@ -41,8 +41,7 @@ def run_job(func: str, context: dict, *args: object) -> object:
                        actor=context.get("actor", ""), origin=f"job {func.rsplit('.', 1)[-1]}",
                        project_id=context.get("project_id"))
     with started(work):
-        close_old_connections()  # a pooled connection the server dropped is health-checked, then replaced
-        try:
+        try:  # (django-q2 closes obsolete connections before each job; CONN_HEALTH_CHECKS checks kept ones)
             return import_string(func)(*args)
         except DatabaseError as exc:
             if not is_connection_error(exc):

@@ -15,6 +15,7 @@ from django.db import DatabaseError
 from apps.agents.models import AgentSession
 from apps.core.context import working
 from apps.core.db import is_connection_error, reconnect
+from apps.core.errors import ConflictError, InvalidTransitionError
 from apps.orchestration import runs, scheduler
 from apps.projects.models import Task
 
@@ -32,8 +33,11 @@ def continue_task(session_id: int, resume_message: str | None = None, force: boo
 
 
 def run_planning(session_id: int, resume_message: str | None = None, force: bool = False) -> None:
-    _resilient(session_id, lambda session, retry: runs.planning_execute(
-        session=session, resume_message=None if retry else resume_message, force=force or retry))
+    try:
+        _resilient(session_id, lambda session, retry: runs.planning_execute(
+            session=session, resume_message=None if retry else resume_message, force=force or retry))
+    except (ConflictError, InvalidTransitionError) as exc:  # a second delivery: another worker has (or had) it
+        log.info("planning session %s not run here: %s", session_id, exc.message)
 
 
 def finish_task(task_id: int) -> None:

@@ -584,18 +584,20 @@ def _stranded(task: Task, cutoff) -> bool:
 
 
 def _redeliver_stalled() -> list[int]:
-    """Queued coding sessions whose job has not started for QUEUED_STALL_SECONDS get their job again.
+    """Queued coding and planning sessions whose job has not started for QUEUED_STALL_SECONDS get their job again.
 
     A job can vanish without a trace: the broker's pusher locks it, then dies (its database connection went
     away) before a worker got it, and the ORM broker hides a locked job for the whole retry period (an hour).
     A second delivery is harmless: the session is claimed once, the later job finds it taken or finished."""
     cutoff = timezone.now() - timedelta(seconds=settings.QUEUED_STALL_SECONDS)
-    stalled = AgentSession.objects.filter(status=SessionStatus.QUEUED, kind=SessionKind.CODING, updated__lt=cutoff,
-                                          task__status=TaskStatus.RUNNING, checkpoint__isnull=True)  # never started
-    ids = list(stalled.values_list("pk", flat=True)[:200])
-    for session_id in ids:
+    queued = AgentSession.objects.filter(status=SessionStatus.QUEUED, updated__lt=cutoff, checkpoint__isnull=True)
+    stalled = queued.filter(Q(kind=SessionKind.CODING, task__status=TaskStatus.RUNNING) | Q(kind=SessionKind.PLANNING))
+    ids = []
+    for session_id, kind in stalled.values_list("pk", "kind")[:200]:
         if AgentSession.objects.filter(pk=session_id, status=SessionStatus.QUEUED).update(updated=timezone.now()):
-            enqueue("apps.orchestration.jobs.run_task", session_id)
+            job = "run_planning" if kind == SessionKind.PLANNING else "run_task"
+            enqueue(f"apps.orchestration.jobs.{job}", session_id)
+            ids.append(session_id)
     return ids
 
 
@@ -686,9 +688,19 @@ def _result_of(worktree: Worktree, task: Task) -> MergeResult:
 
 
 def worktree_delete(*, worktree: Worktree, force: bool = False) -> Worktree:
-    """Remove a worktree and its branch. Tasks whose verified work waited in it are queued again (ready)."""
+    """Remove a worktree and its branch — a person discarding its work, so it is audited with the branch tip and
+    whether that tip was on the default branch. Tasks whose verified work waited in it are queued again (ready)."""
     _check_idle(worktree)
+    if merge_lease_live(worktree) and worktree.merge_owner != QUEUED:
+        raise ConflictError(f"{worktree.branch} is being merged by {worktree.merge_owner} right now",
+                            code="merge_in_progress")
+    repo = Path(worktree.project.repo_path)
+    tip = gitops.branch_tip(repo, worktree.branch)
+    merged = bool(tip) and gitops.is_ancestor(repo, tip, of=worktree.project.default_branch)
     worktree_remove(worktree=worktree, force=force)
+    audit_record(action=AuditAction.WORKTREE_DISCARDED, target=f"worktree {worktree.branch}",
+                 project=worktree.project_id, details={"tip": tip or "", "tip_on_default_branch": merged,
+                                                      "force": force, "tasks": worktree.merge_task_ids})
     for task in Task.objects.filter(pk__in=worktree.merge_task_ids, status__in=(TaskStatus.MERGING,
                                                                                  TaskStatus.PAUSED)):
         if task.status == TaskStatus.MERGING:

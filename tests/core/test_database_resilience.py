@@ -27,7 +27,7 @@ def job_that_loses_its_connection_once(marker: str) -> int:
 
 
 @pytest.mark.postgres
-@pytest.mark.django_db(transaction=True)
+@pytest.mark.django_db(transaction=True, serialized_rollback=True)
 def test_a_job_whose_connection_is_lost_waits_reconnects_and_runs_again(settings):
     settings.DB_WAIT_SECONDS = 10
     CALLS.clear()
