@@ -99,7 +99,8 @@ class Cluster:
         if self.process is None or self.process.poll() is not None:
             self.start()
             return
-        whole = self.tally.kills["random"] % 3 == 2
+        self.tally.kills["attempts"] += 1
+        whole = self.tally.kills["attempts"] % 3 == 0  # every third kill takes the whole cluster
         if whole:
             os.kill(self.process.pid, signal.SIGKILL)
             self.process.wait(timeout=10)
@@ -187,7 +188,7 @@ def inspect(project, tally: Tally) -> None:
 
 
 def report(tally: Tally) -> None:
-    kills = sum(tally.kills.values())
+    kills = tally.kills["random"] + tally.kills["aimed"] + tally.kills["cluster"]
     print()
     print(f"runs {tally.runs} · tasks {tally.tasks} · sessions {tally.sessions} · kills {kills} "
           f"(random workers {tally.kills['random']}, aimed at the merge window {tally.kills['aimed']}, "
