@@ -35,7 +35,7 @@ from django.utils import timezone
 from apps.agents.models import AgentSession, lease_cutoff
 from apps.agents.sandbox import run_command, scrubbed_env
 from apps.agents.services import worker_identity
-from apps.core.errors import SandboxError, YokeFlowError
+from apps.core.errors import ConflictError, SandboxError, YokeFlowError
 from apps.core.faults import fault_point
 from apps.core.retry import db_retry
 from apps.interventions.models import PauseType
@@ -160,13 +160,25 @@ class _LeaseRenewer:
             db.connections.close_all()
 
 
-def merge_lease_live(worktree: Worktree) -> bool:
-    """Someone is finishing this worktree's merge right now (or its job is queued)."""
-    return Worktree.objects.filter(pk=worktree.pk).exclude(merge_owner="").exclude(_lease_free_of_others()).exists()
+def merge_lease_refuse(worktree: Worktree, what: str) -> None:
+    """Refuse to act on a worktree a live worker is finishing right now (a job merely queued for it is no
+    obstacle: it finds the work done, or does it)."""
+    owner = Worktree.objects.filter(pk=worktree.pk, merge_heartbeat_at__gte=lease_cutoff()).exclude(
+        merge_owner__in=("", QUEUED)).values_list("merge_owner", flat=True).first()
+    if owner:
+        raise ConflictError(f"{what} is being merged by {owner} right now; it finishes on its own, or is taken over "
+                            f"{settings.SESSION_LEASE_SECONDS} s after that worker stops", code="merge_in_progress")
 
 
-def _lease_free_of_others() -> Q:
-    return Q(merge_heartbeat_at__isnull=True) | Q(merge_heartbeat_at__lt=lease_cutoff())
+def worktree_of_task(task: Task, session: AgentSession | None = None) -> Worktree | None:
+    """The worktree the task's last session worked in (its own, or its epic's in the batch strategy)."""
+    session = session or task.sessions.order_by("-pk").first()
+    rows = Worktree.objects.filter(project=task.project_id).select_related("project").order_by("-pk")
+    if session is not None and session.workdir:
+        found = rows.filter(path=session.workdir).first()
+        if found is not None:
+            return found
+    return rows.filter(task=task).first()
 
 
 # ------------------------------------------------------------------------------------------------ completion

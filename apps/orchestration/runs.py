@@ -23,7 +23,7 @@ from apps.core.models import AuditAction
 from apps.interventions.detectors import BudgetGuard
 from apps.interventions.models import PausedSession, PauseType
 from apps.interventions.services import pause_open, pause_resolve, pauses_close
-from apps.orchestration.merging import QUEUED, merge_lease_live
+from apps.orchestration.merging import QUEUED, merge_lease_refuse, worktree_of_task
 from apps.orchestration.models import Worktree
 from apps.orchestration.repository import repo_ensure
 from apps.projects.events import event_emit
@@ -104,27 +104,13 @@ def _finish_again(task: Task, by: str) -> Task:
     if task.sessions.filter(status__in=("queued", "running", "paused")).exists():
         raise ConflictError(f"task {task.key} has an open session; continue or cancel it instead",
                             code="session_open")
-    worktree = _merge_worktree_of(task)
+    worktree = worktree_of_task(task)
     if worktree is not None:
-        _refuse_if_merging(task, worktree)
+        merge_lease_refuse(worktree, f"task {task.key}")
         Worktree.objects.filter(pk=worktree.pk).update(merge_owner=QUEUED, merge_heartbeat_at=timezone.now())
     enqueue("apps.orchestration.jobs.finish_task", task.pk)
     _audit_task(AuditAction.TASK_RETRIED, task, by, {"to": "finishing", "from": task.status})
     return task
-
-
-def _merge_worktree_of(task: Task) -> Worktree | None:
-    session = task.sessions.order_by("-pk").first()
-    rows = Worktree.objects.filter(project=task.project_id).order_by("-pk")
-    return (rows.filter(path=session.workdir).first() if session and session.workdir else None) or \
-        rows.filter(task=task).first()
-
-
-def _refuse_if_merging(task: Task, worktree: Worktree) -> None:
-    if merge_lease_live(worktree) and worktree.merge_owner != QUEUED:
-        raise ConflictError(f"task {task.key} is being merged by {worktree.merge_owner} right now; it finishes on "
-                            f"its own, or is taken over {settings.SESSION_LEASE_SECONDS} s after that worker stops",
-                            code="merge_in_progress")
 
 
 def task_cancel(*, task: Task, by: str = "") -> Task:
@@ -142,9 +128,9 @@ def task_cancel(*, task: Task, by: str = "") -> Task:
         _audit_task(AuditAction.TASK_CANCELLED, task, by, {"session": session.pk})
         task.refresh_from_db()
         return task
-    worktree = _merge_worktree_of(task)
+    worktree = worktree_of_task(task)
     if worktree is not None and task.status in (TaskStatus.MERGING, TaskStatus.RUNNING):
-        _refuse_if_merging(task, worktree)
+        merge_lease_refuse(worktree, f"task {task.key}")
         if worktree.status == Worktree.Status.MERGED:
             raise ConflictError(f"task {task.key}'s work is already on {task.project.default_branch}; retry it to "
                                 "mark it done", code="already_merged")

@@ -51,9 +51,10 @@ from apps.orchestration.merging import (
     MergeResult,
     acceptance_run,
     merge_lease,
-    merge_lease_live,
+    merge_lease_refuse,
     merge_worktree,
     worktree_cleanup,
+    worktree_of_task,
 )
 from apps.orchestration.models import ParallelBatch, Worktree
 from apps.orchestration.repository import repo_ensure
@@ -309,7 +310,7 @@ def task_finish(*, task: Task, outcome: Outcome | None = None) -> None:
     and the merge endpoint all come here, and only one of them works at a time."""
     task.refresh_from_db()
     session = task.sessions.order_by("-pk").first()
-    worktree = _worktree_of(task, session)
+    worktree = worktree_of_task(task, session)
     if worktree is None:
         if task.status in ACTIVE_TASKS and (session is None or session.is_finished):
             task_failed(task=task, reason="its worktree is gone")
@@ -334,16 +335,6 @@ def _finish_step(task: Task, session: AgentSession | None, worktree: Worktree, o
         _verify_and_merge(task, session, outcome or _finished_outcome(session), worktree)
     elif task.status == TaskStatus.DONE and own and worktree.status == Worktree.Status.MERGED:
         worktree_cleanup(worktree=worktree)
-
-
-def _worktree_of(task: Task, session: AgentSession | None) -> Worktree | None:
-    """The worktree the task's last session worked in (its own, or its epic's in the batch strategy)."""
-    rows = Worktree.objects.filter(project=task.project_id).select_related("project").order_by("-pk")
-    if session is not None and session.workdir:
-        found = rows.filter(path=session.workdir).first()
-        if found is not None:
-            return found
-    return rows.filter(task=task).first()
 
 
 def _finished_outcome(session: AgentSession | None) -> Outcome:
@@ -664,9 +655,7 @@ def worktree_merge_request(*, worktree: Worktree, side: str | None = None) -> Me
     unfinished = task is not None and task.status in ACTIVE_TASKS
     if not (unfinished and worktree.status == Worktree.Status.MERGED):
         _check_idle(worktree)
-    if merge_lease_live(worktree) and worktree.merge_owner != QUEUED:
-        raise ConflictError(f"{worktree.branch} is being merged by {worktree.merge_owner} right now",
-                            code="merge_in_progress")
+    merge_lease_refuse(worktree, worktree.branch)
     if unfinished and side is None and (task.pk not in worktree.merge_task_ids or not worktree.is_live):
         task_finish(task=task)
         result = _result_of(worktree, task)
@@ -691,9 +680,7 @@ def worktree_delete(*, worktree: Worktree, force: bool = False) -> Worktree:
     """Remove a worktree and its branch — a person discarding its work, so it is audited with the branch tip and
     whether that tip was on the default branch. Tasks whose verified work waited in it are queued again (ready)."""
     _check_idle(worktree)
-    if merge_lease_live(worktree) and worktree.merge_owner != QUEUED:
-        raise ConflictError(f"{worktree.branch} is being merged by {worktree.merge_owner} right now",
-                            code="merge_in_progress")
+    merge_lease_refuse(worktree, worktree.branch)
     repo = Path(worktree.project.repo_path)
     tip = gitops.branch_tip(repo, worktree.branch)
     merged = bool(tip) and gitops.is_ancestor(repo, tip, of=worktree.project.default_branch)

@@ -308,12 +308,7 @@ def merge(repo_path: Path, branch: str, *, into: str = "main", strategy: str = "
 
     A merge that would conflict raises WorktreeConflictError before anything changes.
     """
-    repo_path = Path(repo_path)
-    _check_revision(into)
-    base = _git(repo_path, "rev-parse", "--verify", f"refs/heads/{into}").strip()
-    head = merge_candidate(repo_path, branch, into=into, strategy=strategy, message=message)
-    advance(repo_path, into=into, to=head, expected=base)
-    return head
+    return _merge_now(Path(repo_path), branch, into=into, message=message, strategy=strategy)
 
 
 def resolve(repo_path: Path, branch: str, *, into: str = "main", side: str, message: str) -> str:
@@ -322,10 +317,15 @@ def resolve(repo_path: Path, branch: str, *, into: str = "main", side: str, mess
     "ours" keeps `into`'s version, "theirs" the branch's; "manual" is for a person: fix it in the worktree
     (e.g. sync_from, edit, commit) and call merge again.
     """
-    repo_path = Path(repo_path)
+    return _merge_now(Path(repo_path), branch, into=into, message=message, side=side)
+
+
+def _merge_now(repo_path: Path, branch: str, *, into: str, message: str, strategy: str = "merge",
+               side: str | None = None) -> str:
+    """Build the merge and move `into` to it at once (no test in between)."""
     _check_revision(into)
     base = _git(repo_path, "rev-parse", "--verify", f"refs/heads/{into}").strip()
-    head = merge_candidate(repo_path, branch, into=into, side=side, message=message)
+    head = merge_candidate(repo_path, branch, into=into, strategy=strategy, side=side, message=message)
     advance(repo_path, into=into, to=head, expected=base)
     return head
 
