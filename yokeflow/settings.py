@@ -174,6 +174,20 @@ REPLAY_TURN_SECONDS = envfloat("REPLAY_TURN_SECONDS", 0.0, minimum=0.0)
 AGENT_MAX_TURNS = envint("AGENT_MAX_TURNS", 60, minimum=1)
 AGENT_MAX_TOKENS = envint("AGENT_MAX_TOKENS", 8192, minimum=256)  # output tokens per model call
 COMMAND_TIMEOUT = envint("COMMAND_TIMEOUT", 120, minimum=1)  # seconds for one run_command / acceptance test
+# The jail (apps/agents/jail.py): "jail" runs every agent or member command in bubblewrap and refuses to run
+# them when it cannot; "policy" runs them unjailed with only the command guard-rail (unsafe, warned everywhere).
+SANDBOX = env("SANDBOX", "jail")
+if SANDBOX not in {"jail", "policy"}:
+    raise ImproperlyConfigured(f"SANDBOX must be jail or policy, not {SANDBOX!r}")
+SANDBOX_BWRAP = env("SANDBOX_BWRAP", "")  # the bwrap binary; empty: found on PATH
+SANDBOX_CGROUP = env("SANDBOX_CGROUP", "")  # a delegated cgroup v2 directory for the jails' cgroups
+# Egress of the `registries` network mode: allowed host names (`*.x` for sub-domains), ports, and pinned names
+# (`name=host:port`, e.g. an internal mirror: the only way to reach a non-public address).
+SANDBOX_REGISTRIES = envlist("SANDBOX_REGISTRIES", [
+    "pypi.org", "files.pythonhosted.org", "registry.npmjs.org", "registry.yarnpkg.com", "crates.io",
+    "static.crates.io", "index.crates.io", "proxy.golang.org", "sum.golang.org", "rubygems.org"])
+SANDBOX_EGRESS_PORTS = [int(p) for p in envlist("SANDBOX_EGRESS_PORTS", ["80", "443"]) if p.isdigit()]
+SANDBOX_EGRESS_PINS = envlist("SANDBOX_EGRESS_PINS", [])
 SESSION_LEASE_SECONDS = envint("SESSION_LEASE_SECONDS", 60, minimum=5)
 # Parallel runs (apps/orchestration): retries, backpressure, worktree bootstrap and the repository lock.
 TASK_MAX_ATTEMPTS = envint("TASK_MAX_ATTEMPTS", 3, minimum=1)  # failed or lost attempts before a task pauses

@@ -27,11 +27,13 @@ import subprocess
 import sys
 import threading
 import time
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import BinaryIO
 
+from apps.agents.egress import egress_env, egress_for
+from apps.agents.jail import JailSpec, jail_cleanup, jailed_popen, service_forwards
 from apps.core.errors import SandboxError
 
 __all__ = [
@@ -599,41 +601,57 @@ def run_command(
     limits: Limits = Limits(),  # frozen, so sharing the default is safe
     max_output: int = 30_000,
     owner: object | None = None,
+    network: str = "none",
+    writable: Sequence[Path | str] = (),
 ) -> CommandResult:
-    """Runs `command` with bash in `cwd`, confined as the module docstring describes.
+    """Runs `command` with bash in `cwd`, in the jail (`apps/agents/jail.py`), with limits and a timeout.
 
-    Raises CommandRefused for a command the policy refuses and SandboxError if it cannot be started; a
-    command that fails, crashes or times out is a CommandResult, since the agent should see what happened.
+    `cwd`, the HOME of `env` and `writable` are the only directories the command may write. Raises CommandRefused
+    for a command the policy refuses, JailUnavailable when the jail cannot run here, and SandboxError if it cannot
+    be started; a command that fails, crashes or times out is a CommandResult, since the agent should see it.
     """
     check_command(command)
     if not Path(cwd).is_dir():
         raise SandboxError(
             f"working directory {str(cwd)!r} does not exist", code="not_found", details={"cwd": str(cwd)}
         )
+    env = dict(env) if env is not None else scrubbed_env(home=str(cwd))
+    spec = egress_for(JailSpec(workdir=Path(cwd), writable=_writable(env, writable), network=network,
+                               forwards=service_forwards(Path(cwd))))
     capture = _Capture(max(max_output, 0) // 2)
     start = time.monotonic()
     try:
-        proc = subprocess.Popen(
-            ["/bin/bash", "-c", command],
-            cwd=cwd,
-            env=dict(env) if env is not None else scrubbed_env(home=str(cwd)),
-            stdin=subprocess.DEVNULL,
-            stdout=subprocess.PIPE,
-            stderr=subprocess.STDOUT,
-            bufsize=0,
-            start_new_session=True,  # its own process group, so everything it starts can be killed together
-            preexec_fn=_apply_limits(limits),
+        proc = jailed_popen(
+            command, spec, env={**env, **egress_env(spec)}, preexec=_apply_limits(limits),
+            processes=limits.processes, memory_bytes=limits.memory_bytes,
+            stdin=subprocess.DEVNULL, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, bufsize=0,
         )
     except (OSError, subprocess.SubprocessError) as exc:
         raise SandboxError(f"could not start the command: {exc}", code="spawn_failed") from exc
+    try:
+        return _supervise(proc, command, capture, start, timeout, owner)
+    finally:
+        jail_cleanup(proc)
+
+
+def _writable(env: Mapping[str, str], extra: Sequence[Path | str]) -> tuple[Path, ...]:
+    home = env.get("HOME")
+    dirs = [Path(p) for p in extra]
+    if home and home != os.devnull and Path(home).is_dir():
+        dirs.append(Path(home))
+    return tuple(dirs)
+
+
+def _supervise(proc: subprocess.Popen, command: str, capture: _Capture, start: float, timeout: float,
+               owner: object | None) -> CommandResult:
     assert proc.stdout is not None  # stdout=PIPE
     reader = threading.Thread(target=capture.drain, args=(proc.stdout,), name="sandbox-output", daemon=True)
     reader.start()
 
     with _tracked(owner, proc.pid):
         exited = _wait_for_exit(proc.pid, start + timeout)
-    # Timed out: stop everything. Exited: stop what it left running in the background (`server &`),
-    # which would otherwise linger and keep the output pipe open.
+    # Timed out: stop everything. Exited: stop what it left running in the background (`server &`), which would
+    # otherwise linger and keep the output pipe open (in the jail, the namespace's end already killed it).
     _kill_group(proc.pid)
     try:
         returncode = proc.wait(timeout=5)

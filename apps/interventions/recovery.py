@@ -29,6 +29,7 @@ import re
 import shlex
 import signal
 import socket
+import stat
 import subprocess
 import time
 from collections.abc import Callable
@@ -38,6 +39,8 @@ from typing import Any, BinaryIO
 import psutil
 from django.conf import settings
 
+from apps.agents.egress import egress_env, egress_for
+from apps.agents.jail import SERVICE_PORTS_DIR, JailSpec, jailed_popen
 from apps.agents.sandbox import run_command as sandbox_run
 from apps.agents.sandbox import scrubbed_env
 from apps.agents.tools.shell import SESSION_MARKER
@@ -296,7 +299,7 @@ def _venv_run(pause: PausedSession, workdir: Path, args: list[str]) -> dict[str,
                         "PIP_NO_INPUT": "1", SESSION_MARKER: str(pause.session_id)}, home=str(workdir))
     try:
         result = sandbox_run(command, cwd=workdir, timeout=float(settings.RECOVERY_TIMEOUT), env=env,
-                             owner=pause.session_id)
+                             owner=pause.session_id, network=pause.project.network)
     except SandboxError as exc:
         return {"command": command, "output_tail": str(exc)}
     if result.ok:
@@ -327,11 +330,11 @@ def restart_service(*, pause: PausedSession) -> InterventionAction:
     details["stopped_previous"] = dev_service_stop(workdir=workdir, project_id=pause.project_id,
                                                    session_id=pause.session_id)
     try:
-        proc = _dev_service_start(command, workdir=workdir, project_id=pause.project_id, port=port)
-    except OSError as exc:
+        proc = _dev_service_start(command, workdir=workdir, project=pause.project, port=port)
+    except (OSError, SandboxError) as exc:
         return _record(pause, Status.FAILED, {**details, "message": f"could not start the dev service: {exc}"})
     details["pid"] = proc.pid
-    ok, message = _dev_service_wait(proc, port=port)
+    ok, message = _dev_service_wait(proc, workdir=workdir, port=port)
     if ok:
         return _record(pause, Status.OK, {**details, "message": message})
     dev_service_stop(workdir=workdir, project_id=pause.project_id)  # a half-started service helps nobody
@@ -356,6 +359,9 @@ def dev_service_stop(*, workdir: Path, project_id: int | None = None, session_id
         if _is_dev_service(proc, workdir=workdir, project_id=project_id, session_id=session_id):
             stopped = _stop_group(proc)
     pid_file.unlink(missing_ok=True)
+    if stopped:
+        for exported in (workdir / SERVICE_PORTS_DIR).glob("*.sock"):
+            exported.unlink(missing_ok=True)
     _reap_started()
     return stopped
 
@@ -414,21 +420,33 @@ def _reap_started() -> None:
             _started.pop(pid, None)
 
 
-def _dev_service_start(command: str, *, workdir: Path, project_id: int, port: int | None) -> subprocess.Popen:
+def _dev_service_start(command: str, *, workdir: Path, project: Any, port: int | None) -> subprocess.Popen:
+    """Start the dev service in its own jail; with a port, the jail exports it to the worktree's other jails."""
     state = _state_dir(workdir)
-    extra = {DEV_SERVICE_MARKER: str(project_id), WORKTREE_MARKER: str(workdir)}
+    extra = {DEV_SERVICE_MARKER: str(project.pk), WORKTREE_MARKER: str(workdir)}
+    forwards: tuple[str, ...] = ()
     if port is not None:
         extra["PORT"] = str(port)
+        socket_path = _ports_dir(workdir) / f"{port}.sock"
+        with contextlib.suppress(FileNotFoundError):
+            socket_path.unlink()  # the export appears again once the new instance accepts connections
+        forwards = (f"export:{socket_path}={port}",)
+    spec = egress_for(JailSpec(workdir=workdir, network=project.network, forwards=forwards))
     with _open_new(state / LOG_FILE) as log_file:  # truncated: the log tail must be this start's
-        proc = subprocess.Popen(
-            ["/bin/bash", "-c", command], cwd=workdir, env=scrubbed_env(extra, home=str(workdir)),
-            stdin=subprocess.DEVNULL, stdout=log_file, stderr=subprocess.STDOUT,
-            start_new_session=True,  # its own group: stopped as a whole, and not with YokeFlow's terminal
-        )
+        proc = jailed_popen(command, spec, env={**scrubbed_env(extra, home=str(workdir)), **egress_env(spec)},
+                            stdin=subprocess.DEVNULL, stdout=log_file, stderr=subprocess.STDOUT, wait_cleanup=True)
     _started[proc.pid] = proc
     with _open_new(state / PID_FILE) as pid_file:
         pid_file.write(f"{proc.pid}\n".encode())
     return proc
+
+
+def _ports_dir(workdir: Path) -> Path:
+    ports = workdir / SERVICE_PORTS_DIR
+    ports.mkdir(parents=True, exist_ok=True)
+    if not ports.resolve().is_relative_to(workdir):
+        raise OSError(f"{ports} leads outside the worktree")
+    return ports.resolve()
 
 
 def _state_dir(workdir: Path) -> Path:
@@ -445,14 +463,15 @@ def _open_new(path: Path) -> BinaryIO:
     return os.fdopen(os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC | os.O_NOFOLLOW, 0o644), "wb")
 
 
-def _dev_service_wait(proc: subprocess.Popen, *, port: int | None) -> tuple[bool, str]:
-    """Until the port accepts connections (or, without a port, a short grace period passes) or the process exits."""
+def _dev_service_wait(proc: subprocess.Popen, *, workdir: Path, port: int | None) -> tuple[bool, str]:
+    """Until the service accepts connections on its port (its jail exports the port only then) or, without a port,
+    a short grace period passes, or the process exits."""
     limit = float(settings.RECOVERY_TIMEOUT) if port is not None else min(NO_PORT_GRACE_S, settings.RECOVERY_TIMEOUT)
     deadline = time.monotonic() + limit
     while True:
         if proc.poll() is not None:
             return False, f"the dev service exited with code {proc.returncode}"
-        if port is not None and _accepts(port):
+        if port is not None and _exported(workdir, port):
             return True, f"the dev service accepts connections on port {port}"
         if time.monotonic() >= deadline:
             break
@@ -462,10 +481,16 @@ def _dev_service_wait(proc: subprocess.Popen, *, port: int | None) -> tuple[bool
     return False, f"the dev service did not accept connections on port {port} within {limit:.0f} s"
 
 
-def _accepts(port: int) -> bool:
+def _exported(workdir: Path, port: int) -> bool:
+    """The jail exported the port: a socket (not a link the agent planted) that accepts a connection."""
+    path = workdir / SERVICE_PORTS_DIR / f"{port}.sock"
     try:
-        with socket.create_connection(("127.0.0.1", port), timeout=POLL_S):
-            return True
+        if not stat.S_ISSOCK(os.lstat(path).st_mode):
+            return False
+        with socket.socket(socket.AF_UNIX, socket.SOCK_STREAM) as probe:
+            probe.settimeout(POLL_S)
+            probe.connect(str(path))
+        return True
     except OSError:
         return False
 

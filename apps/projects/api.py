@@ -71,7 +71,7 @@ def get_project(request: HttpRequest, project_id: str):
 def update_project(request: HttpRequest, project_id: str, payload: ProjectPatch):
     project = _project(request, project_id, operate=True)
     # Only the fields the client sent; an explicit null clears an optional one such as budget_usd.
-    return _detail(services.project_update(project=project, **payload.model_dump(exclude_unset=True)))
+    return _detail(services.project_update(project=project, by=request.user, **payload.model_dump(exclude_unset=True)))
 
 
 @router.delete("/{project_id}", response={204: None})

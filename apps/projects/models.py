@@ -92,6 +92,16 @@ class MergeStrategyChoice(models.TextChoices):
     SQUASH = "squash"
 
 
+class NetworkMode(models.TextChoices):
+    NONE = "none", "none"
+    REGISTRIES = "registries", "package registries only"
+    OPEN = "open", "open (staff only)"
+
+
+# Settings that decide what runs in the jail or what it can reach: only the owner (or staff) may change them.
+OWNER_ONLY_FIELDS = frozenset({"setup_command", "dev_service", "env_files", "network"})
+
+
 def default_env_files() -> list[str]:
     return [".env", ".env.*"]
 
@@ -135,6 +145,9 @@ class Project(BaseModel):
                   "worktree, e.g. `redis-server --port $PORT`; restarted automatically when an agent's command "
                   "cannot connect to it.",
     )
+    # The jail's network (apps/agents/egress.py): none, package registries only through YokeFlow's proxy, or any
+    # public host name (staff only). Loopback, link-local and private addresses are never reachable.
+    network = models.CharField(max_length=12, choices=NetworkMode.choices, default=NetworkMode.NONE)
 
     class Meta:
         ordering = ["name"]

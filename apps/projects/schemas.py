@@ -47,6 +47,7 @@ class ProjectSettingsIn(Schema):
         default=None, max_length=20)
     setup_command: Annotated[Text, StringConstraints(max_length=4000)] | None = None
     dev_service: Annotated[Text, StringConstraints(max_length=4000)] | None = None
+    network: Literal["none", "registries", "open"] | None = None
 
 
 class ProjectIn(ProjectSettingsIn):
@@ -78,6 +79,7 @@ class ProjectOut(Schema):
     env_files: list[str]
     setup_command: str
     dev_service: str
+    network: str
     created: datetime
     updated: datetime
 

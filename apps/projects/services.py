@@ -20,12 +20,20 @@ from apps.core.models import AuditAction
 from apps.core.redaction import redact
 from apps.projects.events import task_event, tasks_event
 from apps.projects.graph import DependencyGraph, Edge
-from apps.projects.models import RESERVED_SLUGS, TASK_TRANSITIONS, Project, ProjectMembership, Task, TaskDependency
+from apps.projects.models import (
+    OWNER_ONLY_FIELDS,
+    RESERVED_SLUGS,
+    TASK_TRANSITIONS,
+    Project,
+    ProjectMembership,
+    Task,
+    TaskDependency,
+)
 from apps.projects.selectors import project_graph, task_get
 
 EDITABLE_PROJECT_FIELDS = frozenset(
     {"name", "spec", "default_branch", "parallel_enabled", "max_concurrency", "strategy", "merge_strategy",
-     "budget_usd", "model_overrides", "env_files", "setup_command", "dev_service"}
+     "budget_usd", "model_overrides", "env_files", "setup_command", "dev_service", "network"}
 )
 
 
@@ -78,6 +86,9 @@ def project_create(
     unknown = set(options) - EDITABLE_PROJECT_FIELDS
     if unknown:
         raise ValidationError(f"unknown project fields: {', '.join(sorted(unknown))}", code="invalid_fields")
+    if options.get("network") == "open" and not owner.is_staff:
+        raise PermissionDeniedError("only staff may give a project the open network mode",
+                                    details={"fields": ["network"]})
     if repo_path and not owner.is_staff:
         # Agents read, write and commit in that repository: only staff may point a project at one on disk.
         raise PermissionDeniedError("repo_path: only staff may use an existing repository; leave it empty and "
@@ -88,10 +99,13 @@ def project_create(
     return _save_validated(project)
 
 
-def project_update(*, project: Project, **fields: Any) -> Project:
+def project_update(*, project: Project, by: AbstractBaseUser | None = None, **fields: Any) -> Project:
+    """Change settings of `project`; `by` (None: a trusted caller such as a command) must be allowed each field."""
     unknown = set(fields) - EDITABLE_PROJECT_FIELDS
     if unknown:
         raise ValidationError(f"fields cannot be changed: {', '.join(sorted(unknown))}", code="invalid_fields")
+    if by is not None:
+        _check_settings_permission(project, by, fields)
     before = {name: getattr(project, name) for name in fields}
     for name, value in fields.items():
         setattr(project, name, value)
@@ -103,6 +117,18 @@ def project_update(*, project: Project, **fields: Any) -> Project:
             audit_record(action=AuditAction.SETTINGS_CHANGED, target=f"project {project.slug}", project=project,
                          details=changed)
     return project
+
+
+def _check_settings_permission(project: Project, by: AbstractBaseUser, fields: dict[str, Any]) -> None:
+    """What runs in the jail or what it reaches is the owner's call; the open network is staff's alone."""
+    changed = {name for name, value in fields.items() if getattr(project, name) != value}
+    owner_only = sorted(changed & OWNER_ONLY_FIELDS)
+    if owner_only and not (by.is_staff or project.owner_id == by.pk):
+        raise PermissionDeniedError(f"only the project's owner may change {', '.join(owner_only)}",
+                                    details={"fields": owner_only})
+    if fields.get("network") == "open" and "network" in changed and not by.is_staff:
+        raise PermissionDeniedError("only staff may give a project the open network mode",
+                                    details={"fields": ["network"]})
 
 
 def project_delete(*, project: Project, by: AbstractBaseUser) -> None:

@@ -2,24 +2,22 @@
 
 from __future__ import annotations
 
-import base64
 import contextlib
-import hashlib
 import os
-import shlex
 import signal
 import socket
 import subprocess
 import sys
-import zipfile
 from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import pytest
 
+from apps.agents.sandbox import run_command
 from apps.agents.tools.shell import SESSION_MARKER
 from apps.interventions.models import InterventionAction, PausedSession
 from apps.interventions.recovery import dev_service_stop, recovery_attempt
+from tests.fake_registry import REGISTRY_NAME, registry_serve, wheel_build
 
 LISTENER = (
     "import socket, time\n"
@@ -29,8 +27,9 @@ LISTENER = (
     "print(s.getsockname()[1], flush=True)\n"
     "time.sleep(60)\n"
 )
+# python3 of the system: the jail sees the system's directories, not YokeFlow's virtualenv.
 DEV_SERVICE = (
-    f"{shlex.quote(sys.executable)} -c \"import socket, os, time; s = socket.socket(); "
+    "python3 -c \"import socket, os, time; s = socket.socket(); "
     "s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1); "
     "s.bind(('127.0.0.1', int(os.environ['PORT']))); s.listen(); time.sleep(60)\""
 )
@@ -106,29 +105,6 @@ def _block(pause: PausedSession, **info: object) -> None:
     pause.save(update_fields=["blocker_info"])
 
 
-def _wheel(directory: Path) -> Path:
-    """A minimal pure-Python wheel of the package `tinyrecover` (a wheel is a zip with a dist-info)."""
-    files = {
-        "tinyrecover/__init__.py": b"VALUE = 42\n",
-        "tinyrecover-1.0.dist-info/METADATA": b"Metadata-Version: 2.1\nName: tinyrecover\nVersion: 1.0\n",
-        "tinyrecover-1.0.dist-info/WHEEL": (b"Wheel-Version: 1.0\nGenerator: test\nRoot-Is-Purelib: true\n"
-                                            b"Tag: py3-none-any\n"),
-    }
-    record = [f"{name},sha256={_digest(data)},{len(data)}" for name, data in files.items()]
-    record.append("tinyrecover-1.0.dist-info/RECORD,,")
-    files["tinyrecover-1.0.dist-info/RECORD"] = ("\n".join(record) + "\n").encode()
-    directory.mkdir()
-    path = directory / "tinyrecover-1.0-py3-none-any.whl"
-    with zipfile.ZipFile(path, "w") as wheel:
-        for name, data in files.items():
-            wheel.writestr(name, data)
-    return path
-
-
-def _digest(data: bytes) -> str:
-    return base64.urlsafe_b64encode(hashlib.sha256(data).digest()).rstrip(b"=").decode()
-
-
 # --------------------------------------------------------------------------------------------------
 # free_port
 # --------------------------------------------------------------------------------------------------
@@ -179,20 +155,45 @@ def test_a_port_nobody_listens_on_counts_as_freed(pause):
 
 
 @pytest.mark.django_db
-def test_it_installs_an_allowlisted_module_into_the_worktree_venv(pause, workdir, tmp_path, settings):
-    wheel_dir = _wheel(tmp_path / "wheels").parent
-    settings.RECOVERY_PIP_ALLOWLIST = ["TinyRecover"]
-    settings.RECOVERY_PIP_ARGS = ["--no-index", "--find-links", str(wheel_dir)]
+def test_it_installs_an_allowlisted_module_into_the_worktree_venv_from_a_registry(pause, workdir, tmp_path, settings):
+    wheel_dir = wheel_build(tmp_path / "wheels").parent
     subprocess.run([sys.executable, "-m", "venv", str(workdir / ".venv")], check=True, timeout=120)
+    pause.project.network = "registries"
+    pause.project.save(update_fields=["network"])
     _block(pause, pattern="missing_module", module="tinyrecover.sub")
 
-    action = recovery_attempt(pause=pause)
+    with registry_serve(wheel_dir) as registry:
+        settings.RECOVERY_PIP_ALLOWLIST = ["TinyRecover"]
+        settings.SANDBOX_REGISTRIES = [REGISTRY_NAME]
+        settings.SANDBOX_EGRESS_PINS = [registry.pin]
+        settings.RECOVERY_PIP_ARGS = ["--index-url", registry.index_url, "--trusted-host", REGISTRY_NAME]
+        action = recovery_attempt(pause=pause)
 
     assert action.action_status == InterventionAction.Status.OK, action.action_details
     assert action.action_details["package"] == "TinyRecover"
+    assert "/simple/tinyrecover/" in registry.requests  # through the jail's proxy, to the pinned registry
     check = subprocess.run([str(workdir / ".venv/bin/python"), "-c", "import tinyrecover; print(tinyrecover.VALUE)"],
                            capture_output=True, text=True, timeout=30)
     assert check.stdout.strip() == "42"
+
+
+@pytest.mark.django_db
+def test_without_network_the_install_fails_and_nothing_is_installed(pause, workdir, tmp_path, settings):
+    wheel_dir = wheel_build(tmp_path / "wheels").parent
+    subprocess.run([sys.executable, "-m", "venv", str(workdir / ".venv")], check=True, timeout=120)
+    _block(pause, pattern="missing_module", module="tinyrecover")
+
+    with registry_serve(wheel_dir) as registry:
+        settings.RECOVERY_PIP_ALLOWLIST = ["TinyRecover"]
+        settings.SANDBOX_REGISTRIES = [REGISTRY_NAME]
+        settings.SANDBOX_EGRESS_PINS = [registry.pin]
+        settings.RECOVERY_PIP_ARGS = ["--index-url", registry.index_url, "--trusted-host", REGISTRY_NAME,
+                                      "--retries", "0", "--timeout", "2"]
+        action = recovery_attempt(pause=pause)  # the project's network mode is the default, none
+
+    assert action.action_status == InterventionAction.Status.FAILED
+    assert registry.requests == []
+    assert not list((workdir / ".venv").glob("lib/python*/site-packages/tinyrecover"))
 
 
 @pytest.mark.django_db
@@ -232,11 +233,18 @@ def test_it_restarts_the_dev_service_until_its_port_accepts(pause, workdir, dev_
     action = recovery_attempt(pause=pause)
 
     assert action.action_status == InterventionAction.Status.OK, action.action_details
-    assert _accepts(port)
     assert (workdir / ".yokeflow/dev-service.pid").read_text().strip() == str(action.action_details["pid"])
+    # The service runs in its own jail: the host does not see its port, the worktree's agent commands do.
+    assert not _accepts(port)
+    assert _reaches(workdir, port)
 
     assert dev_service_stop(workdir=workdir) is True
-    assert not _accepts(port)
+    assert not _reaches(workdir, port)
+
+
+def _reaches(workdir: Path, port: int) -> bool:
+    probe = f"python3 -c \"import socket; socket.create_connection(('127.0.0.1', {port}), timeout=2)\""
+    return run_command(probe, cwd=workdir).ok
 
 
 @pytest.mark.django_db

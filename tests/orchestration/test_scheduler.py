@@ -158,7 +158,8 @@ def test_a_git_hook_planted_by_the_agent_does_not_run_when_yokeflow_commits_and_
 
     task = _execute(_session_for(task))
 
-    assert task.status == "done" and (Path(task.project.repo_path) / ".git/hooks/pre-commit").exists()
+    # The jail binds the repository's git directory read-only: the hook is never written, so never runs.
+    assert task.status == "done" and not (Path(task.project.repo_path) / ".git/hooks/pre-commit").exists()
     assert not marker.exists()
     assert _main_subjects(task.project)[0].startswith("Merge T1")
 
@@ -223,7 +224,10 @@ def test_continuing_a_session_that_spent_part_of_the_budget_does_not_count_it_tw
      "core.fsmonitor"),
     ("git checkout -q -b elsewhere", "HEAD is on elsewhere"),
 ])
-def test_yokeflow_refuses_to_commit_what_the_agent_rigged(claude, task, command, reason, monkeypatch, one_attempt):
+def test_yokeflow_refuses_to_commit_what_the_agent_rigged(claude, task, command, reason, monkeypatch, one_attempt,
+                                                          settings):
+    """Without the jail (SANDBOX=policy) the rigging works, and YokeFlow refuses to commit on top of it."""
+    settings.SANDBOX = "policy"
     monkeypatch.setenv("ANTHROPIC_API_KEY", "sk-ant-secret")
     claude.tool_use("run_command", {"command": command})
     claude.tool_use("write_file", {"path": "hello.txt", "content": "hi"})
@@ -236,6 +240,28 @@ def test_yokeflow_refuses_to_commit_what_the_agent_rigged(claude, task, command,
     assert task.status == "paused" and reason in task.last_error
     assert not list(repo.parent.rglob("leak.txt"))
     assert _main_subjects(task.project) == ["Initial commit"]
+
+
+@pytest.mark.parametrize("command", [
+    "python3 -c \"import subprocess; subprocess.run(['git', 'config', 'core.fsmonitor', 'env > leak.txt'])\"",
+    "git checkout -q -b elsewhere",
+])
+def test_in_the_jail_the_agent_cannot_rig_the_repository_at_all(claude, task, command, one_attempt):
+    config = (Path(task.project.repo_path) / ".git/config")
+    before = config.read_text() if config.exists() else None
+    claude.tool_use("run_command", {"command": command})
+    claude.tool_use("write_file", {"path": "hello.txt", "content": "hi"})
+    claude.tool_use("update_task_status", {"status": "done", "evidence": "ok"})
+    claude.text("Done.")
+
+    task = _execute(_session_for(task))
+
+    repo = Path(task.project.repo_path)
+    assert task.status == "done", task.last_error
+    assert (repo / ".git/config").read_text() == before or before is None
+    assert "fsmonitor" not in (repo / ".git/config").read_text()
+    assert not list(repo.parent.rglob("leak.txt"))
+    assert _main_subjects(task.project)[0].startswith("Merge T1")
 
 
 def test_a_failed_task_can_be_retried_from_the_cli_and_the_api(claude, task, api_client, viewer, one_attempt):

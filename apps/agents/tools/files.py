@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import errno
 import os
 import re
+import stat
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -50,20 +52,55 @@ def _relative(context: ToolContext, path: Path) -> str:
     return path.relative_to(Path(context.workdir).resolve()).as_posix() or "."
 
 
-def _read_text(path: Path) -> str:
+def _open_checked(path: Path, flags: int, root: Path) -> int:
+    """Open `path` without following a final symlink, then check what was opened: a regular file with one link (a
+    hard link could be a file outside the worktree), still inside `root` after any race. Returns the descriptor."""
+    try:
+        fd = os.open(path, flags | os.O_NOFOLLOW | os.O_CLOEXEC, 0o644)
+    except OSError as exc:
+        if exc.errno == errno.ELOOP:
+            raise SandboxError(f"{path.name} is a symbolic link; open what it points to", code="symlink") from None
+        raise
+    try:
+        info = os.fstat(fd)
+        if not stat.S_ISREG(info.st_mode):
+            raise SandboxError(f"{path.name} is not a file", code="not_a_file")
+        if info.st_nlink > 1:
+            raise SandboxError(f"{path.name} has {info.st_nlink} hard links; the file tools only open files with one "
+                               "(a hard link may be a file outside the worktree)", code="hard_link")
+        opened = Path(os.readlink(f"/proc/self/fd/{fd}"))
+        if not opened.is_relative_to(root.resolve()):
+            raise SandboxError(f"{path.name} is outside the worktree", code="path_outside_worktree")
+    except BaseException:
+        os.close(fd)
+        raise
+    return fd
+
+
+def _read_text(path: Path, root: Path) -> str:
     if not path.is_file():
         raise SandboxError(f"{path.name} is not a file", code="not_a_file")
-    if path.stat().st_size > MAX_READ_BYTES:
-        raise SandboxError(f"{path.name} is larger than {MAX_READ_BYTES} bytes; search it instead", code="too_large")
-    data = path.read_bytes()
+    fd = _open_checked(path, os.O_RDONLY, root)
+    with os.fdopen(fd, "rb") as handle:
+        if os.fstat(handle.fileno()).st_size > MAX_READ_BYTES:
+            raise SandboxError(f"{path.name} is larger than {MAX_READ_BYTES} bytes; search it instead",
+                               code="too_large")
+        data = handle.read(MAX_READ_BYTES + 1)
     if b"\0" in data[:8192]:
         raise SandboxError(f"{path.name} is a binary file", code="binary_file")
     return data.decode("utf-8", errors="replace")
 
 
+def _write_text(path: Path, text: str, root: Path) -> None:
+    fd = _open_checked(path, os.O_WRONLY | os.O_CREAT, root)
+    with os.fdopen(fd, "wb") as handle:
+        handle.truncate(0)  # only now: a refused file must stay as it was
+        handle.write(text.encode("utf-8"))
+
+
 def read_file(context: ToolContext, args: ReadInput) -> str:
     path = resolve_path(context.workdir, args.path, must_exist=True)
-    lines = _read_text(path).splitlines(keepends=True)
+    lines = _read_text(path, context.workdir).splitlines(keepends=True)
     chosen = lines[args.offset - 1 : args.offset - 1 + args.limit]
     text = "".join(chosen)
     if len(chosen) < len(lines):
@@ -77,18 +114,18 @@ def write_file(context: ToolContext, args: WriteInput) -> str:
     if existed and path.is_dir():
         raise SandboxError(f"{args.path} is a directory", code="is_a_directory")
     path.parent.mkdir(parents=True, exist_ok=True)
-    path.write_text(args.content, encoding="utf-8")
+    _write_text(path, args.content, context.workdir)
     return f"{'replaced' if existed else 'created'} {_relative(context, path)} ({len(args.content.encode())} bytes)"
 
 
 def edit_file(context: ToolContext, args: EditInput) -> str:
     path = resolve_path(context.workdir, args.path, must_exist=True)
-    text = _read_text(path)
+    text = _read_text(path, context.workdir)
     count = text.count(args.old_string)
     if count != 1:
         where = "was not found" if count == 0 else f"occurs {count} times; include more surrounding text"
         raise ValidationError(f"old_string {where} in {args.path}; read the file and try again", code="edit_no_match")
-    path.write_text(text.replace(args.old_string, args.new_string, 1), encoding="utf-8")
+    _write_text(path, text.replace(args.old_string, args.new_string, 1), context.workdir)
     return f"edited {_relative(context, path)}"
 
 
@@ -121,8 +158,8 @@ def search_files(context: ToolContext, args: SearchInput) -> str:
     hits: list[str] = []
     for path in [root] if root.is_file() else walk_files(root):
         try:
-            text = _read_text(path)
-        except SandboxError:
+            text = _read_text(path, context.workdir)
+        except (SandboxError, OSError):
             continue  # binary or huge files are not searched
         for number, line in enumerate(text.splitlines(), 1):
             if pattern.search(line):
