@@ -64,7 +64,7 @@ INSTALL_HINT = ("install bubblewrap (Debian/Ubuntu: apt-get install bubblewrap) 
                 "\"Security model\"), or set SANDBOX=policy to run without the jail (unsafe)")
 
 # Host directories a toolchain reads: bound read-only when they are directories, recreated when they are links.
-SYSTEM_DIRS = ("/usr", "/bin", "/sbin", "/lib", "/lib32", "/lib64", "/libx32", "/opt")
+SYSTEM_DIRS = ("/usr", "/bin", "/sbin", "/lib", "/lib32", "/lib64", "/libx32")
 # Host files and directories under /etc that carry no secrets and that programs need.
 ETC_SHARED = ("alternatives", "ca-certificates", "ca-certificates.conf", "ssl", "pki", "ld.so.cache", "ld.so.conf",
               "ld.so.conf.d", "localtime", "timezone", "mime.types", "protocols", "services", "magic",
@@ -162,6 +162,12 @@ def _bwrap_version(binary: str) -> str:
     return out.strip().removeprefix("bubblewrap").strip() or "unknown"
 
 
+def jail_check() -> tuple[bool, str]:
+    """The health check: ok when commands run jailed; the unsafe mode is reported as a failure, loudly."""
+    status = jail_status()
+    return status.mode == "jail" and status.available, f"{status.mode}: {status.summary}"
+
+
 def require_jail() -> JailStatus | None:
     """The jail status when commands must run jailed, None in the unsafe policy mode; raises when it cannot run."""
     if unsafe_mode():
@@ -207,6 +213,9 @@ def _system_args() -> list[str]:
     base = os.path.realpath(sys.base_prefix)
     if not any(base == d or base.startswith(d + "/") for d in SYSTEM_DIRS):
         args += ["--ro-bind", base, base]
+    for extra in settings.SANDBOX_READONLY_PATHS:  # an operator's toolchain outside /usr, e.g. /opt/jdk
+        if os.path.isabs(extra) and os.path.exists(extra):
+            args += ["--ro-bind", extra, extra]
     args += ["--dir", "/etc"]
     for name in sorted(os.listdir(_etc_dir())):
         args += ["--ro-bind", str(_etc_dir() / name), f"/etc/{name}"]

@@ -142,6 +142,9 @@ _SERVICE = r"(?:postgres\w*|psycopg\w*|mysql|mariadb|redis|mongo\w*|database|:54
 _REFUSED = r"(?:connection refused|ECONNREFUSED|could not connect|can't connect|error 111)"
 
 CRITICAL_PATTERNS: tuple[CriticalPattern, ...] = (
+    CriticalPattern("jail_unavailable", _p(r"the command jail is unavailable"),
+                    1, "", "the worker cannot run commands in the jail (bubblewrap): an operator must install or "
+                    "enable it (see `yokeflow sandbox check`)"),
     CriticalPattern("address_in_use", _p(r"address already in use|EADDRINUSE|port \d+ is already (?:in use|allocated)"),
                     1, "free_port", "another process holds the port the command needs"),
     CriticalPattern("service_refused", _p(rf"{_SERVICE}.{{0,160}}{_REFUSED}|{_REFUSED}.{{0,160}}{_SERVICE}"),

@@ -70,6 +70,7 @@ SAMPLES = {
     "permission_denied": ("touch /etc/x", "touch: cannot touch '/etc/x': Permission denied"),
     "disk_full": ("dd if=/dev/zero of=big", "dd: error writing 'big': No space left on device"),
     "out_of_memory": ("python hog.py", "MemoryError"),
+    "jail_unavailable": ("pytest", "the command jail is unavailable: bubblewrap (bwrap) is not installed; install …"),
 }
 
 
