@@ -24,11 +24,13 @@ ENV PATH=/opt/venv/bin:$PATH \
     PROJECTS_ROOT=/data/projects
 # git: agents work in git worktrees. curl: the HEALTHCHECK. tini: PID 1 that forwards signals and reaps the
 # orphaned grandchildren agents' commands leave behind (python as PID 1 would leave them as zombies).
+# bubblewrap: the jail every agent or member command runs in (README "Security model"); inside a container it
+# needs user namespaces, which docker-compose.yml allows with its security_opt lines.
 # Versions are not pinned: Debian replaces a package version on its security mirror when it patches it, so an
 # exact pin breaks the build at the next security update; the pinned base image fixes the release instead.
 # hadolint ignore=DL3008
 RUN apt-get update \
-    && apt-get install -y --no-install-recommends git curl tini \
+    && apt-get install -y --no-install-recommends git curl tini bubblewrap \
     && rm -rf /var/lib/apt/lists/* \
     && groupadd --gid 10001 yokeflow \
     && useradd --uid 10001 --gid 10001 --create-home --home-dir /home/yokeflow --shell /bin/sh yokeflow \

@@ -5,7 +5,9 @@ PY := $(VENV)/bin/python
 DEMO_DB ?= var/demo.sqlite3
 # The replay model plays examples/<slug>/replay; the demo copies the example under two slugs (sequential and
 # parallel) and gives every scripted turn 1 s of simulated model latency, so the two runs can be compared.
+# The jail's mode for the demo: what `.ci/ensure-bubblewrap --check` found when `make demo` started (jail if it works).
 DEMO_ENV := DEBUG=1 DATABASE_URL=sqlite:///$(CURDIR)/$(DEMO_DB) PROJECTS_ROOT=$(CURDIR)/var/demo-projects \
+	SANDBOX=$${SANDBOX:-$$(cat $(CURDIR)/var/demo-sandbox 2>/dev/null || echo jail)} \
 	REPLAY_ROOT=$(CURDIR)/var/demo-replay REPLAY_TURN_SECONDS=$(or $(TURN_SECONDS),1) Q_WORKERS=4
 YF := $(DEMO_ENV) $(PY) manage.py yokeflow
 QUIET_QUEUE := 2> >(grep -v 'Enqueued \[' >&2)
@@ -22,6 +24,7 @@ $(VENV)/.installed: requirements.txt requirements-dev.txt
 
 demo: venv
 	@rm -rf $(DEMO_DB) $(DEMO_DB)-wal $(DEMO_DB)-shm var/demo-projects var/demo-replay var/demo-worker.log
+	@mkdir -p var && .ci/ensure-bubblewrap --check > var/demo-sandbox
 	@mkdir -p var/demo-replay && cp -r examples/kvstore var/demo-replay/kvstore && \
 		cp -r examples/kvstore var/demo-replay/kvstore-sequential
 	@$(DEMO_ENV) $(PY) manage.py migrate --verbosity 0
@@ -60,7 +63,7 @@ serve: venv
 test: venv
 	@if [ -n "$$DATABASE_URL" ]; then echo "make test: database from DATABASE_URL ($${DATABASE_URL%%://*})"; \
 		else echo "make test: no DATABASE_URL, using SQLite (PostgreSQL-only tests are skipped)"; fi
-	$(PY) -m pytest $(PYTEST_ARGS)
+	@mode=$$(.ci/ensure-bubblewrap) && SANDBOX=$${SANDBOX:-$$mode} $(PY) -m pytest $(PYTEST_ARGS)
 
 lint: venv
 	$(VENV)/bin/ruff check .

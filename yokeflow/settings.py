@@ -180,8 +180,8 @@ SANDBOX = env("SANDBOX", "jail")
 if SANDBOX not in {"jail", "policy"}:
     raise ImproperlyConfigured(f"SANDBOX must be jail or policy, not {SANDBOX!r}")
 SANDBOX_BWRAP = env("SANDBOX_BWRAP", "")  # the bwrap binary; empty: found on PATH
-SANDBOX_CGROUP = env("SANDBOX_CGROUP", "")
-SANDBOX_READONLY_PATHS = envlist("SANDBOX_READONLY_PATHS", [])  # more host paths the jail sees read-only  # a delegated cgroup v2 directory for the jails' cgroups
+SANDBOX_CGROUP = env("SANDBOX_CGROUP", "")  # a delegated cgroup v2 directory for the jails' cgroups
+SANDBOX_READONLY_PATHS = envlist("SANDBOX_READONLY_PATHS", [])  # more host paths the jail sees read-only
 # Egress of the `registries` network mode: allowed host names (`*.x` for sub-domains), ports, and pinned names
 # (`name=host:port`, e.g. an internal mirror: the only way to reach a non-public address).
 SANDBOX_REGISTRIES = envlist("SANDBOX_REGISTRIES", [

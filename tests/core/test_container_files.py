@@ -372,3 +372,11 @@ def test_the_env_example_names_every_variable_compose_requires_and_holds_no_secr
     for name, value in values.items():
         if SECRET_NAME.search(name):
             assert value == "", f".env.example: {name} must be empty, not an example secret"
+
+
+def test_the_image_has_bubblewrap_and_compose_lets_the_jail_make_its_namespaces(compose):
+    assert re.search(r"apt-get install[^\n]*\bbubblewrap\b", DOCKERFILE.read_text())
+    for name in ("web", "worker"):
+        options = set(compose["services"][name].get("security_opt", []))
+        assert {"seccomp=unconfined", "apparmor=unconfined", "systempaths=unconfined"} <= options, name
+        assert "privileged" not in compose["services"][name] and "cap_add" not in compose["services"][name]
