@@ -62,7 +62,8 @@ def commands(runs: int) -> None:
         jailed = _time(lambda: run_command("true", cwd=directory), runs)
     print(f"jail: {status.summary}")
     print(f"`true` x {runs}:            p50      p95")
-    for name, samples in (("bare subprocess", bare), ("run_command, no jail", unjailed), ("run_command, jailed", jailed)):
+    rows = (("bare subprocess", bare), ("run_command, no jail", unjailed), ("run_command, jailed", jailed))
+    for name, samples in rows:
         p50, p95 = _ms(samples)
         print(f"  {name:<22} {p50:7.1f} ms {p95:7.1f} ms")
     overhead = [j - b for j, b in zip(sorted(jailed), sorted(bare), strict=True)]
