@@ -20,6 +20,7 @@ EXAMPLE_PLAN = Path(__file__).resolve().parent.parent / "examples" / "todo" / "p
 
 def pytest_configure(config: pytest.Config) -> None:
     config.addinivalue_line("markers", "postgres: needs PostgreSQL (row locks, real concurrency)")
+    config.addinivalue_line("markers", "jail: needs the command jail (bubblewrap with user namespaces)")
 
 
 @pytest.hookimpl(trylast=True)  # after pytest-django's own ordering (plain tests first, transactional ones after)
@@ -35,6 +36,13 @@ def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
 def pytest_runtest_setup(item: pytest.Item) -> None:
     if item.get_closest_marker("postgres") and connection.vendor != "postgresql":
         pytest.skip("needs PostgreSQL: set DATABASE_URL=postgres://… (SQLite has no row-level locks)")
+    if item.get_closest_marker("jail"):
+        from django.conf import settings
+
+        from apps.agents.jail import jail_status
+
+        if settings.SANDBOX != "jail" or not jail_status().available:
+            pytest.skip(f"needs the command jail ({jail_status().summary})")
 
 
 @pytest.fixture(autouse=True)

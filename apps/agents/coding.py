@@ -52,7 +52,8 @@ def coding_session_run(
     task = Task.objects.select_related("project", "epic").get(pk=session.task_id)
     workdir = Path(session.workdir).resolve()
     context = ToolContext(session=session, workdir=workdir, task=task, home=home or workdir.parent / "home",
-                          command_timeout=float(settings.COMMAND_TIMEOUT), env=dict(env or {}))
+                          command_timeout=float(settings.COMMAND_TIMEOUT), env=dict(env or {}),
+                          network=task.project.network)
     return session_run(
         session=session, provider=provider or provider_for(project_slug=task.project.slug, script=task.key),
         brief=coding_brief(task=task, workdir=workdir, branch=branch, expertise=expertise), context=context,

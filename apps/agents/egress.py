@@ -19,10 +19,12 @@ forwards the jail's 127.0.0.1:3128 to it, with HTTP(S)_PROXY pointing there.
 
 from __future__ import annotations
 
+import atexit
 import contextlib
 import ipaddress
 import logging
 import os
+import shutil
 import socket
 import tempfile
 import threading
@@ -186,6 +188,7 @@ class _Proxy:
         self.listener.bind(str(self.path))
         self.path.chmod(0o666)  # the jail's uid maps to ours, but keep it usable under any mapping
         self.listener.listen(128)
+        atexit.register(shutil.rmtree, self.directory, True)
         threading.Thread(target=self._serve, name=f"egress-proxy-{mode}", daemon=True).start()
 
     def _serve(self) -> None:

@@ -28,6 +28,7 @@ from __future__ import annotations
 
 import contextlib
 import functools
+import hashlib
 import itertools
 import logging
 import os
@@ -182,23 +183,36 @@ def require_jail() -> JailStatus | None:
 # ----------------------------------------------------------------------------------------------- argv
 
 
+_ETC_FILES = {
+    "passwd": f"root:x:0:0::/root:/usr/sbin/nologin\n{JAIL_USER}:x:{JAIL_UID}:{JAIL_GID}::/home/agent:/bin/bash\n"
+              "nobody:x:65534:65534::/nonexistent:/usr/sbin/nologin\n",
+    "group": f"root:x:0:\n{JAIL_USER}:x:{JAIL_GID}:\nnogroup:x:65534:\n",
+    "hosts": f"127.0.0.1 localhost {HOSTNAME}\n::1 localhost ip6-localhost\n",
+    "hostname": f"{HOSTNAME}\n",
+    "nsswitch.conf": "passwd: files\ngroup: files\nhosts: files dns\n",
+    "resolv.conf": "# no DNS in the jail: use the HTTP(S) proxy in HTTPS_PROXY when the network mode allows\n",
+}
+
+
 @functools.cache
 def _etc_dir() -> Path:
-    """The synthesized files of the jail's /etc (one directory per process, removed at exit by the OS's tmp)."""
-    path = Path(tempfile.mkdtemp(prefix="yokeflow-jail-etc-"))
-    files = {
-        "passwd": f"root:x:0:0::/root:/usr/sbin/nologin\n{JAIL_USER}:x:{JAIL_UID}:{JAIL_GID}::/home/agent:/bin/bash\n"
-                  "nobody:x:65534:65534::/nonexistent:/usr/sbin/nologin\n",
-        "group": f"root:x:0:\n{JAIL_USER}:x:{JAIL_GID}:\nnogroup:x:65534:\n",
-        "hosts": f"127.0.0.1 localhost {HOSTNAME}\n::1 localhost ip6-localhost\n",
-        "hostname": f"{HOSTNAME}\n",
-        "nsswitch.conf": "passwd: files\ngroup: files\nhosts: files dns\n",
-        "resolv.conf": "# no DNS in the jail: use the HTTP(S) proxy in HTTPS_PROXY when the network mode allows\n",
-    }
-    for name, text in files.items():
-        (path / name).write_text(text)
-        (path / name).chmod(0o644)
-    path.chmod(0o755)
+    """The synthesized files of the jail's /etc, written once under VAR_DIR (named by their content)."""
+    digest = hashlib.sha256(repr(sorted(_ETC_FILES.items())).encode()).hexdigest()[:16]
+    path = Path(settings.VAR_DIR) / "jail" / f"etc-{digest}"
+    if all((path / name).is_file() and (path / name).read_text() == text for name, text in _ETC_FILES.items()):
+        return path
+    path.parent.mkdir(parents=True, exist_ok=True)
+    staging = Path(tempfile.mkdtemp(prefix="etc-", dir=path.parent))
+    for name, text in _ETC_FILES.items():
+        (staging / name).write_text(text)
+        (staging / name).chmod(0o644)
+    staging.chmod(0o755)
+    if path.exists():  # not what it should be: replaced
+        shutil.rmtree(path, ignore_errors=True)
+    try:
+        staging.rename(path)  # atomic: another process may have done the same meanwhile
+    except OSError:
+        shutil.rmtree(staging, ignore_errors=True)
     return path
 
 

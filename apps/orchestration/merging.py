@@ -75,7 +75,7 @@ def acceptance_run(*, task: Task, workdir: Path) -> list[str]:
         if not test.command.strip():
             test.result, test.evidence = test.Result.PENDING, "no command given: not verified automatically"
         else:
-            test.result, test.evidence = _acceptance_one(test.command, Path(workdir), home)
+            test.result, test.evidence = _acceptance_one(test.command, Path(workdir), home, task.project.network)
             if test.result != test.Result.PASSED:
                 failures.append(f"{task.key}: acceptance test failed: {test.description} (`{test.command}`)")
         test.last_run_at = timezone.now()
@@ -83,10 +83,10 @@ def acceptance_run(*, task: Task, workdir: Path) -> list[str]:
     return failures
 
 
-def _acceptance_one(command: str, workdir: Path, home: Path) -> tuple[str, str]:
+def _acceptance_one(command: str, workdir: Path, home: Path, network: str) -> tuple[str, str]:
     try:
         result = run_command(command, cwd=workdir, timeout=float(settings.COMMAND_TIMEOUT),
-                             env=scrubbed_env(home=str(home)))
+                             env=scrubbed_env(home=str(home)), network=network)
     except SandboxError as exc:  # e.g. the plan's command is refused by the sandbox policy
         return TestResult.ERROR, f"not run: {exc.message}"
     evidence = f"[{workdir.name}] " + result.as_text()

@@ -418,6 +418,7 @@ def _never_written(path: Path, wait: float = 1.5) -> bool:
 LATE_WRITER = "sh -c 'sleep 0.8; echo late > late.txt'"
 
 
+@pytest.mark.jail
 def test_a_timeout_kills_the_command_and_everything_it_started(tmp_path):
     started = time.monotonic()
 
@@ -431,6 +432,7 @@ def test_a_timeout_kills_the_command_and_everything_it_started(tmp_path):
     assert _never_written(tmp_path / "late.txt")
 
 
+@pytest.mark.jail
 def test_background_children_do_not_outlive_a_command_that_exits(tmp_path):
     started = time.monotonic()
 
@@ -442,12 +444,13 @@ def test_background_children_do_not_outlive_a_command_that_exits(tmp_path):
     assert _never_written(tmp_path / "late.txt")
 
 
+@pytest.mark.jail
 @pytest.mark.parametrize("escape", ["setsid", "setsid -f", "nohup", "( ( {} & ) & )"])
 def test_a_process_in_its_own_session_neither_holds_the_call_open_nor_survives_it(tmp_path, escape):
     command = escape.format(LATE_WRITER) if "{}" in escape else f"{escape} {LATE_WRITER} &"
     started = time.monotonic()
 
-    result = run_command(f"{command} sleep 0.2; echo done", cwd=tmp_path)
+    result = run_command(f"{command}\nsleep 0.2; echo done", cwd=tmp_path)
 
     assert time.monotonic() - started < 3
     assert result.ok and result.output.startswith("done\n")

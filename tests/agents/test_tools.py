@@ -60,6 +60,7 @@ def test_an_edit_must_match_exactly_once(context):
     assert missing.is_error and "not found" in missing.content
 
 
+@pytest.mark.jail
 def test_a_command_past_its_timeout_is_killed_with_its_children(context):
     started = time.monotonic()
     result = call(context, "run_command", command="sh -c 'sleep 1.5; echo late > late.txt' & sleep 30",

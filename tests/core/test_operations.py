@@ -131,7 +131,7 @@ def test_health_lists_every_check_and_ready_answers_200_without_a_login(client):
 
     checks = {c["name"]: c for c in health.json()["checks"]}
     assert health.status_code == 200 and health.json()["status"] == "ready"
-    assert set(checks) == {"database", "workers", "broker", "git", "disk", "provider_key", "worker_orphans"}
+    assert set(checks) == {"database", "workers", "broker", "git", "disk", "provider_key", "worker_orphans", "jail"}
     assert checks["database"]["ok"] and checks["workers"]["ok"] and checks["disk"]["latency_ms"] >= 0
     assert not checks["provider_key"]["ok"] and not checks["provider_key"]["required"]
     assert ready.status_code == 200 and ready.json() == {"ready": True, "failing": []}

@@ -140,6 +140,7 @@ def _free_port() -> int:
         return probe.getsockname()[1]
 
 
+@pytest.mark.jail
 def test_a_server_left_running_by_an_earlier_command_neither_survives_it_nor_holds_its_port(looping, settings):
     port = _free_port()
     bind = (f"python3 -c \"import socket; s = socket.socket(); s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, "

@@ -154,6 +154,7 @@ def test_a_port_nobody_listens_on_counts_as_freed(pause):
 # --------------------------------------------------------------------------------------------------
 
 
+@pytest.mark.jail
 @pytest.mark.django_db
 def test_it_installs_an_allowlisted_module_into_the_worktree_venv_from_a_registry(pause, workdir, tmp_path, settings):
     wheel_dir = wheel_build(tmp_path / "wheels").parent
@@ -224,6 +225,7 @@ def test_it_skips_the_install_without_a_venv_in_the_worktree(pause, workdir, set
 # --------------------------------------------------------------------------------------------------
 
 
+@pytest.mark.jail
 @pytest.mark.django_db
 def test_it_restarts_the_dev_service_until_its_port_accepts(pause, workdir, dev_service):
     dev_service(DEV_SERVICE)

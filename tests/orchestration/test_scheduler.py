@@ -144,6 +144,7 @@ def test_a_run_needs_a_plan_and_only_runs_once(project, planned_project):
         scheduler.run_start(project=planned_project)
 
 
+@pytest.mark.jail
 def test_a_git_hook_planted_by_the_agent_does_not_run_when_yokeflow_commits_and_merges(claude, task, tmp_path):
     marker = tmp_path / "hook-ran"
     hook = "#!/bin/sh\ntouch " + str(marker) + "\n"
@@ -242,6 +243,7 @@ def test_yokeflow_refuses_to_commit_what_the_agent_rigged(claude, task, command,
     assert _main_subjects(task.project) == ["Initial commit"]
 
 
+@pytest.mark.jail
 @pytest.mark.parametrize("command", [
     "python3 -c \"import subprocess; subprocess.run(['git', 'config', 'core.fsmonitor', 'env > leak.txt'])\"",
     "git checkout -q -b elsewhere",

@@ -27,6 +27,7 @@ class ToolContext:
     home: Path | None = None
     command_timeout: float = 120.0
     env: dict[str, str] = field(default_factory=dict)
+    network: str = "none"  # the jail's network mode for this session's commands (the project's setting)
     state: dict[str, Any] = field(default_factory=dict)
 
 

@@ -35,14 +35,16 @@ def run_command(context: ToolContext, args: CommandInput) -> ToolResult:
         context.home.mkdir(parents=True, exist_ok=True)
     result = sandbox_run(
         args.command, cwd=context.workdir, timeout=float(args.timeout_seconds or context.command_timeout),
-        env=command_env(context), owner=getattr(context.session, "pk", None),
+        env=command_env(context), owner=getattr(context.session, "pk", None), network=context.network,
     )
     # A failing command is an error result: the model sees it as one, and the retry detector counts it.
     return ToolResult(result.as_text(), is_error=not result.ok)
 
 
 SHELL_TOOLS = (
-    Tool("run_command", "Run a bash command in the worktree (timeout, resource limits, no secrets in the "
-         "environment; sudo, leaving the worktree and piping downloads into a shell are refused).",
+    Tool("run_command", "Run a bash command in the worktree, inside a jail: only the worktree and HOME are "
+         "writable, git history is read-only (YokeFlow commits your work), no network unless the project allows "
+         "package registries (through HTTP(S)_PROXY), a timeout and resource limits; every process the command "
+         "starts ends with it.",
          CommandInput, run_command),
 )

@@ -137,7 +137,7 @@ def _bootstrap(worktree: Worktree) -> None:
     if project.setup_command.strip():
         home = session_home(Path(worktree.path))
         result = run_command(project.setup_command, cwd=worktree.path, timeout=float(settings.SETUP_TIMEOUT),
-                             env=scrubbed_env(worktree_env(worktree), home=str(home)))
+                             env=scrubbed_env(worktree_env(worktree), home=str(home)), network=project.network)
         log.append(result.as_text())
         if not result.ok:
             worktree.setup_log = "\n".join(log)[-MAX_SETUP_LOG:]
