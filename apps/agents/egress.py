@@ -34,6 +34,7 @@ from pathlib import Path
 
 from django.conf import settings
 
+from apps.agents.egress_relay import pipe
 from apps.agents.jail import JailSpec, unsafe_mode
 from apps.core.errors import ValidationError
 
@@ -130,18 +131,6 @@ def _target(head: bytes) -> tuple[str, str, int, bytes]:
     return method, host, int(port or 80), upstream
 
 
-def _pipe(source: socket.socket, target: socket.socket) -> None:
-    try:
-        while data := source.recv(65536):
-            target.sendall(data)
-    except OSError:
-        pass
-    finally:
-        for sock in (source, target):
-            with contextlib.suppress(OSError):
-                sock.shutdown(socket.SHUT_RDWR)
-
-
 def _handle(client: socket.socket, mode: str) -> None:
     with client:
         try:
@@ -172,9 +161,9 @@ def _handle(client: socket.socket, mode: str) -> None:
                 upstream.sendall(upstream_head)
             if body_start:
                 upstream.sendall(body_start)
-            thread = threading.Thread(target=_pipe, args=(client, upstream), daemon=True)
+            thread = threading.Thread(target=pipe, args=(client, upstream), daemon=True)
             thread.start()
-            _pipe(upstream, client)
+            pipe(upstream, client)
             thread.join(5)
 
 

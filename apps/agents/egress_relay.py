@@ -19,7 +19,7 @@ import threading
 import time
 
 
-def _pipe(source: socket.socket, target: socket.socket) -> None:
+def pipe(source: socket.socket, target: socket.socket) -> None:
     try:
         while data := source.recv(65536):
             target.sendall(data)
@@ -37,8 +37,8 @@ def _relay(client: socket.socket, connect) -> None:
     except OSError:
         client.close()
         return
-    threading.Thread(target=_pipe, args=(client, upstream), daemon=True).start()
-    _pipe(upstream, client)
+    threading.Thread(target=pipe, args=(client, upstream), daemon=True).start()
+    pipe(upstream, client)
     client.close()
     upstream.close()
 

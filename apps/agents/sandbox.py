@@ -2,18 +2,19 @@
 
 An agent works inside one git worktree. Its file tools go through `resolve_path`, which only hands out
 paths that really lie inside the worktree (after following symlinks) and never inside `.git`. Its shell
-tool goes through `run_command`, which runs the command in its own process group, with a scrubbed
-environment, resource limits and a timeout, keeps only a bounded amount of output and kills every process
-the command started once it is done.
+tool goes through `run_command`, which runs the command in the jail (`apps/agents/jail.py`: bubblewrap
+namespaces, a read-only system, the worktree and HOME as the only writable places, no network unless the
+project's mode allows registries) with a scrubbed environment, resource limits and a timeout, keeps only a
+bounded amount of output and kills every process the command started once it is done.
 
 `check_command` and its `POLICY` table are a guard-rail for a *cooperative* agent: they catch the
 commands a model typically reaches for by mistake (sudo, `rm -rf /`, `curl … | sh`, writing outside the
 worktree, pushing) and explain why, so the agent can pick another way. They are regular expressions over
 the command text and cannot stop a determined adversary (quoting, variables, `python -c` all get past
-them). The real containment is elsewhere: the worktree-relative file tools, the scrubbed environment
-(no secrets to leak), the process group that is killed as a whole, the resource limits and, around all of
-it, the OS user and container YokeFlow runs as. Code that runs git in a worktree after an agent has used
-it must not trust the worktree's git configuration either (for example `git -c core.hooksPath=/dev/null`).
+them): the jail is the boundary (`tests/agents/test_jail.py` attacks it with the policy out of the way).
+Code that runs git in a worktree after an agent has used it still does not trust the worktree's git
+configuration (for example `git -c core.hooksPath=/dev/null`), which matters in the unsafe `SANDBOX=policy`
+mode, where commands run without the jail.
 """
 
 from __future__ import annotations

@@ -10,9 +10,11 @@ What the critical-error detector found (`pause.blocker_info["pattern"]`) picks a
 - `missing_module` → `pip_install`: installs a package, but only one named in `RECOVERY_PIP_ALLOWLIST` (the
   module name comes from the agent's output, so it is never trusted as a package name by itself), and only
   into the worktree's own virtualenv (`<worktree>/.venv`), never into YokeFlow's or the system's environment.
-  The install runs through the sandbox (`run_command`): own process group, scrubbed environment, timeout.
+  The install runs in the jail (`run_command`) with the project's network mode: a project without network
+  (`none`, the default) cannot download, so the action fails and a person decides.
 - `service_refused` → `restart_service`: restarts the project's declared dev service (a command the project's
-  owner configured, not something the agent wrote) in the worktree. The previous instance is stopped only if
+  owner configured, not something the agent wrote) in the worktree, in its own jail, which exports the port to
+  the worktree's later commands once it accepts connections. The previous instance is stopped only if
   its environment carries our markers; a pid file is in the worktree, so the agent could have written it.
 
 Every other pattern (permission denied, disk full, out of memory, provider authentication) needs a person:

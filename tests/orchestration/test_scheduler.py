@@ -219,48 +219,42 @@ def test_continuing_a_session_that_spent_part_of_the_budget_does_not_count_it_tw
     assert session.status == "completed", session.error
 
 
-@pytest.mark.parametrize(("command", "reason"), [
-    # the sandbox refuses `git config core.fsmonitor …`; an agent set on it goes around the policy:
-    ("python3 -c \"import subprocess; subprocess.run(['git', 'config', 'core.fsmonitor', 'env > leak.txt'])\"",
-     "core.fsmonitor"),
-    ("git checkout -q -b elsewhere", "HEAD is on elsewhere"),
-])
-def test_yokeflow_refuses_to_commit_what_the_agent_rigged(claude, task, command, reason, monkeypatch, one_attempt,
-                                                          settings):
-    """Without the jail (SANDBOX=policy) the rigging works, and YokeFlow refuses to commit on top of it."""
-    settings.SANDBOX = "policy"
-    monkeypatch.setenv("ANTHROPIC_API_KEY", "sk-ant-secret")
+RIGGING = {
+    # the policy refuses `git config core.fsmonitor …`; an agent set on it goes around the policy:
+    "core.fsmonitor": "python3 -c \"import subprocess; subprocess.run(['git', 'config', 'core.fsmonitor', "
+                      "'env > leak.txt'])\"",
+    "HEAD is on elsewhere": "git checkout -q -b elsewhere",
+}
+
+
+def _rigged_session(claude, task, command: str):
     claude.tool_use("run_command", {"command": command})
     claude.tool_use("write_file", {"path": "hello.txt", "content": "hi"})
     claude.tool_use("update_task_status", {"status": "done", "evidence": "ok"})
     claude.text("Done.")
-
     task = _execute(_session_for(task))
+    return task, Path(task.project.repo_path)
 
-    repo = Path(task.project.repo_path)
+
+@pytest.mark.parametrize("reason", sorted(RIGGING))
+def test_yokeflow_refuses_to_commit_what_the_agent_rigged(claude, task, reason, monkeypatch, one_attempt, settings):
+    """Without the jail (SANDBOX=policy) the rigging works, and YokeFlow refuses to commit on top of it."""
+    settings.SANDBOX = "policy"
+    monkeypatch.setenv("ANTHROPIC_API_KEY", "sk-ant-secret")
+
+    task, repo = _rigged_session(claude, task, RIGGING[reason])
+
     assert task.status == "paused" and reason in task.last_error
     assert not list(repo.parent.rglob("leak.txt"))
     assert _main_subjects(task.project) == ["Initial commit"]
 
 
 @pytest.mark.jail
-@pytest.mark.parametrize("command", [
-    "python3 -c \"import subprocess; subprocess.run(['git', 'config', 'core.fsmonitor', 'env > leak.txt'])\"",
-    "git checkout -q -b elsewhere",
-])
-def test_in_the_jail_the_agent_cannot_rig_the_repository_at_all(claude, task, command, one_attempt):
-    config = (Path(task.project.repo_path) / ".git/config")
-    before = config.read_text() if config.exists() else None
-    claude.tool_use("run_command", {"command": command})
-    claude.tool_use("write_file", {"path": "hello.txt", "content": "hi"})
-    claude.tool_use("update_task_status", {"status": "done", "evidence": "ok"})
-    claude.text("Done.")
+@pytest.mark.parametrize("reason", sorted(RIGGING))
+def test_in_the_jail_the_agent_cannot_rig_the_repository_at_all(claude, task, reason, one_attempt):
+    task, repo = _rigged_session(claude, task, RIGGING[reason])
 
-    task = _execute(_session_for(task))
-
-    repo = Path(task.project.repo_path)
     assert task.status == "done", task.last_error
-    assert (repo / ".git/config").read_text() == before or before is None
     assert "fsmonitor" not in (repo / ".git/config").read_text()
     assert not list(repo.parent.rglob("leak.txt"))
     assert _main_subjects(task.project)[0].startswith("Merge T1")

@@ -1,4 +1,4 @@
-"""The shell tool: one command in the sandbox (worktree cwd, own process group, limits, scrubbed environment)."""
+"""The shell tool: one command in the jail (worktree cwd, the project's network mode, limits, scrubbed environment)."""
 
 from __future__ import annotations
 
