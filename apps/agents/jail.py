@@ -67,9 +67,11 @@ INSTALL_HINT = ("install bubblewrap (Debian/Ubuntu: apt-get install bubblewrap) 
 # Host directories a toolchain reads: bound read-only when they are directories, recreated when they are links.
 SYSTEM_DIRS = ("/usr", "/bin", "/sbin", "/lib", "/lib32", "/lib64", "/libx32")
 # Host files and directories under /etc that carry no secrets and that programs need.
-ETC_SHARED = ("alternatives", "ca-certificates", "ca-certificates.conf", "ssl", "pki", "ld.so.cache", "ld.so.conf",
-              "ld.so.conf.d", "localtime", "timezone", "mime.types", "protocols", "services", "magic",
-              "bash.bashrc", "profile", "inputrc", "gitattributes")
+# (Certificates only: /etc/ssl/private holds keys, readable when the worker runs as root.)
+ETC_SHARED = ("alternatives", "ca-certificates", "ca-certificates.conf", "ssl/certs", "ssl/openssl.cnf",
+              "pki/tls/certs", "pki/ca-trust/extracted", "ld.so.cache", "ld.so.conf", "ld.so.conf.d", "localtime",
+              "timezone", "mime.types", "protocols", "services", "magic", "bash.bashrc", "profile", "inputrc",
+              "gitattributes")
 ETC_SHARED_GLOBS = ("python3*",)
 RELAY = Path(__file__).with_name("egress_relay.py")
 # Where a worktree's dev service (in its own jail) exports its port as `<port>.sock`; the worktree's other jails
