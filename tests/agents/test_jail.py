@@ -178,8 +178,8 @@ def test_host_processes_are_invisible(world):
     assert not any("pytest " in cmdline or "manage.py" in cmdline for _, cmdline in processes)
 
 
-@pytest.mark.parametrize("path", ["/etc/shadow", "/etc/sudoers", "/etc/ssl/private", "/root/.bash_history", "/root/.ssh",
-                                  "/var/lib/postgresql", "/var/run/postgresql", "/home", "/sys/fs/cgroup",
+@pytest.mark.parametrize("path", ["/etc/shadow", "/etc/sudoers", "/etc/ssl/private", "/root/.bash_history",
+                                  "/root/.ssh", "/var/lib/postgresql", "/var/run/postgresql", "/home", "/sys/fs/cgroup",
                                   "/etc/postgresql", "/var/log"])
 def test_host_system_files_are_absent(world, path):
     output = world.run(f"ls -la {path}; cat {path}")
