@@ -10,6 +10,19 @@ from apps.core.models import ApiToken, AuditEvent
 from apps.core.tokens import token_revoke
 
 
+class NoWriteMixin:
+    """Rows written by the runtime only: no add, change or delete from the admin."""
+
+    def has_add_permission(self, request: HttpRequest, obj: object = None) -> bool:
+        return False
+
+    def has_change_permission(self, request: HttpRequest, obj: object = None) -> bool:
+        return False
+
+    def has_delete_permission(self, request: HttpRequest, obj: object = None) -> bool:
+        return False
+
+
 @admin.register(ApiToken)
 class ApiTokenAdmin(admin.ModelAdmin):
     list_display = ["prefix", "user", "name", "created", "last_used_at", "revoked_at"]
@@ -33,11 +46,10 @@ class ApiTokenAdmin(admin.ModelAdmin):
 class AuditEventAdmin(admin.ModelAdmin):
     """Read-only: the audit log is evidence, so nobody edits or deletes it here (the prune command ages it out)."""
 
-    list_display = ["created", "actor", "action", "target", "project", "origin", "correlation_id"]
-    list_filter = ["action", "project"]
-    search_fields = ["actor", "target", "correlation_id"]
+    list_display = ["created", "actor", "action", "target", "project_label", "origin", "correlation_id"]
+    list_filter = ["action", "project_label"]
+    search_fields = ["actor", "target", "correlation_id", "project_label"]
     date_hierarchy = "created"
-    list_select_related = ["project"]
 
     def has_module_permission(self, request: HttpRequest) -> bool:
         return self.has_view_permission(request)

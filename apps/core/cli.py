@@ -78,12 +78,7 @@ def _operator() -> Any:
 
 
 def _audit(options: dict[str, Any], out: Any) -> None:
-    project = None
-    if options["project"]:
-        from apps.projects.selectors import project_find  # core may not import projects at module level
-
-        project = project_find(options["project"])
-    events = audit_list(user=_operator(), project=project, action=options["action"],
+    events = audit_list(user=_operator(), project=options["project"] or None, action=options["action"],
                         since=_since(options["since"]), limit=options["limit"])
     if options["json"]:
         out.write(json.dumps([_event_row(event) for event in events], indent=2))
@@ -93,7 +88,7 @@ def _audit(options: dict[str, Any], out: Any) -> None:
 
 def _event_row(event: AuditEvent) -> dict[str, Any]:
     return {"id": event.pk, "created": event.created.isoformat(), "actor": event.actor, "action": event.action,
-            "target": event.target, "project": event.project.slug if event.project else None,
+            "target": event.target, "project": event.project_label or event.project_id,
             "origin": event.origin, "correlation_id": event.correlation_id, "details": event.details}
 
 

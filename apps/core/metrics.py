@@ -11,7 +11,7 @@ from __future__ import annotations
 import ipaddress
 import os
 import secrets
-from collections.abc import Iterator
+from collections.abc import Callable, Iterable, Iterator
 
 from django.conf import settings
 from django.http import HttpRequest, HttpResponse
@@ -52,32 +52,31 @@ def observe_task_done(seconds: float) -> None:
     TASK_SECONDS.observe(max(0.0, seconds))
 
 
+# What the apps that own data contribute to the scrape (registered from their AppConfig.ready: core imports no app).
+GaugeSource = Callable[[], Iterable[GaugeMetricFamily]]
+_gauge_sources: dict[str, GaugeSource] = {}
+
+
+def gauges_register(name: str, source: GaugeSource) -> None:
+    """Add (or replace) a source of gauges read from the database at scrape time."""
+    _gauge_sources[name] = source
+
+
 class DatabaseCollector:
-    """Gauges read from the database when scraped."""
+    """Gauges read from the database when scraped: the queue's depth here, the rest from the registered sources."""
 
     def collect(self) -> Iterator[GaugeMetricFamily]:
-        from django.db.models import Count
         from django_q.brokers import get_broker
 
-        from apps.agents.models import AgentSession
-        from apps.interventions.models import PausedSession
-        from apps.orchestration.models import Worktree
-
-        yield _grouped("yokeflow_sessions", "Agent sessions by status", "status",
-                       AgentSession.objects.values_list("status").annotate(n=Count("pk")))
-        yield _grouped("yokeflow_interventions", "Pauses (interventions) recorded, by type", "type",
-                       PausedSession.objects.values_list("pause_type").annotate(n=Count("pk")))
         queue = GaugeMetricFamily("yokeflow_queue_depth", "Jobs waiting in the django-q2 queue")
         queue.add_metric([], get_broker().queue_size())
         yield queue
-        merges = GaugeMetricFamily("yokeflow_merges", "Worktree merges into main, and merge conflicts",
-                                   labels=["result"])
-        merges.add_metric(["merged"], Worktree.objects.exclude(merge_commit="").count())
-        merges.add_metric(["conflict"], PausedSession.objects.filter(pause_type="merge_conflict").count())
-        yield merges
+        for source in list(_gauge_sources.values()):
+            yield from source()
 
 
-def _grouped(name: str, documentation: str, label: str, rows) -> GaugeMetricFamily:
+def grouped(name: str, documentation: str, label: str, rows: Iterable[tuple[str, int]]) -> GaugeMetricFamily:
+    """One gauge family from (label value, count) rows, e.g. a `values_list(...).annotate(n=Count(...))`."""
     family = GaugeMetricFamily(name, documentation, labels=[label])
     for value, count in rows:
         family.add_metric([value], count)

@@ -75,9 +75,10 @@ class AuditEvent(models.Model):
     actor = models.CharField(max_length=150)
     action = models.CharField(max_length=32, choices=AuditAction.choices)
     target = models.TextField(blank=True)
-    # String reference: core must not import projects (projects builds on core); a deleted project keeps its log.
-    project = models.ForeignKey("projects.Project", on_delete=models.SET_NULL, null=True, blank=True,
-                                related_name="audit_events")
+    # The subject's project by id and slug, not by foreign key: core is the ground floor and refers to no higher
+    # app, and a deleted project keeps its log (with the slug it had).
+    project_id = models.BigIntegerField(null=True, blank=True, db_column="project_id")
+    project_label = models.CharField(max_length=63, blank=True)
     origin = models.CharField(max_length=200, blank=True)
     correlation_id = models.CharField(max_length=64, blank=True, db_index=True)
     details = models.JSONField(default=dict, blank=True)
@@ -85,7 +86,7 @@ class AuditEvent(models.Model):
     class Meta:
         ordering = ["-created", "-pk"]
         constraints = [models.CheckConstraint(condition=in_choices("action", AuditAction), name="audit_action_valid")]
-        indexes = [models.Index(fields=["project", "-created"], name="audit_project_created")]
+        indexes = [models.Index(fields=["project_id", "-created"], name="audit_project_created")]
 
     def __str__(self) -> str:
         return f"{self.action} by {self.actor}"

@@ -14,6 +14,7 @@ from django.db.models import Q, QuerySet
 from django.http import HttpRequest
 
 from apps.agents.admin import ReadOnlyAdmin
+from apps.core.admin import NoWriteMixin
 from apps.core.errors import ConflictError, PermissionDeniedError, ValidationError, YokeFlowError
 from apps.interventions.models import InterventionAction, NotificationPreference, PausedSession, ProviderAccount
 from apps.interventions.services import (
@@ -25,19 +26,6 @@ from apps.interventions.services import (
 )
 from apps.projects.admin import ProjectScopedAdmin
 from apps.projects.selectors import can_operate, projects_visible_to
-
-
-class NoWriteMixin:
-    """Rows written by the runtime only: no add, change or delete from the admin."""
-
-    def has_add_permission(self, request: HttpRequest, obj: object = None) -> bool:
-        return False
-
-    def has_change_permission(self, request: HttpRequest, obj: object = None) -> bool:
-        return False
-
-    def has_delete_permission(self, request: HttpRequest, obj: object = None) -> bool:
-        return False
 
 
 class InterventionActionInline(NoWriteMixin, admin.TabularInline):

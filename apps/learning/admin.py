@@ -11,8 +11,8 @@ from django.db.models import QuerySet
 from django.http import HttpRequest
 from django.utils.html import format_html
 
+from apps.core.admin import NoWriteMixin
 from apps.core.errors import YokeFlowError
-from apps.interventions.admin import NoWriteMixin
 from apps.learning.expertise import render_markdown, self_improve, validate_expertise
 from apps.learning.models import ExpertiseFile, ExpertiseUpdate
 from apps.projects.admin import ProjectScopedAdmin
