@@ -63,10 +63,11 @@ serve: venv
 test: venv
 	@if [ -n "$$DATABASE_URL" ]; then echo "make test: database from DATABASE_URL ($${DATABASE_URL%%://*})"; \
 		else echo "make test: no DATABASE_URL, using SQLite (PostgreSQL-only tests are skipped)"; fi
-	@mode=$$(.ci/ensure-bubblewrap) && SANDBOX=$${SANDBOX:-$$mode} $(PY) -m pytest $(PYTEST_ARGS)
+	@mode=$$(.ci/ensure-bubblewrap) && SANDBOX=$${SANDBOX:-$$mode} $(PY) -m pytest --cov --cov-report=term $(PYTEST_ARGS)
 
 lint: venv
 	$(VENV)/bin/ruff check .
+	$(VENV)/bin/lint-imports
 
 bench: venv
 	$(PY) bench/graph.py

@@ -196,32 +196,6 @@ def _resume_budget_pauses(project: Project, by: str, notes: str) -> tuple[list[i
     return resumed, waiting
 
 
-def pause_followup(*, pause: PausedSession) -> None:
-    """After a pause is committed: try its safe automatic recovery; a pause that may resume by itself and whose
-    recovery worked continues at once; otherwise people are told. Nothing here can undo the pause."""
-    # Imported here: both modules record their actions through this one.
-    from apps.interventions.notifications import notify_pause
-    from apps.interventions.recovery import recovery_attempt
-
-    pause.refresh_from_db()
-    if pause.resolved:
-        return
-    if pause.pause_type in (PauseType.RATE_LIMIT, PauseType.CIRCUIT_OPEN):
-        notify_pause(pause=pause)  # holds resume by themselves; notify_on_rate_limit is off by default
-        return
-    action = recovery_attempt(pause=pause) if pause.blocker_info.get("recovery") else None
-    if action is not None and action.action_status == Action.Status.OK and pause.can_auto_resume:
-        what = action.action_details.get("summary") or action.action_details.get("action", "a recovery action")
-        try:
-            pause_resolve(pause=pause, by="automatic recovery",
-                          notes=f"YokeFlow fixed the blocker automatically ({what}). Run the command again.")
-            return
-        except YokeFlowError as exc:  # recorded as resume_refused; a person takes it from here
-            log.warning("pause %s: automatic resume refused: %s", pause.pk, exc.message)
-    notify_pause(pause=pause)
-
-
-
 PREFERENCE_FIELDS = frozenset({
     "webhook_enabled", "webhook_url", "webhook_format", "email_enabled", "email_addresses", "sms_enabled",
     "sms_numbers", "twilio_account_sid", "twilio_auth_token", "twilio_from_number", "notify_on_retry_limit",

@@ -11,18 +11,9 @@ from pathlib import Path
 import pytest
 
 from apps.agents import sandbox
-from apps.agents.sandbox import (
-    POLICY,
-    SECRET_NAME,
-    CommandRefused,
-    CommandResult,
-    Limits,
-    PathOutsideWorktree,
-    check_command,
-    resolve_path,
-    run_command,
-    scrubbed_env,
-)
+from apps.agents.policy import POLICY, CommandRefused, check_command
+from apps.agents.sandbox import SECRET_NAME, CommandResult, Limits, run_command, scrubbed_env
+from apps.agents.tools.files import PathOutsideWorktree, resolve_path
 from apps.core.errors import SandboxError
 
 

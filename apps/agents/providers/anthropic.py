@@ -16,7 +16,7 @@ import anthropic
 from django.conf import settings
 
 from apps.agents.pricing import TokenUsage
-from apps.agents.providers import ModelReply, ModelRequest, account_fingerprint
+from apps.agents.providers.base import ModelReply, ModelRequest, account_fingerprint
 from apps.core.errors import ProviderError
 
 CACHE = {"type": "ephemeral"}

@@ -21,7 +21,7 @@ import pydantic
 from django.conf import settings
 
 from apps.agents.pricing import TokenUsage
-from apps.agents.providers import REPLAY_LABEL, ModelReply, ModelRequest
+from apps.agents.providers.base import REPLAY_LABEL, ModelReply, ModelRequest
 from apps.core.errors import ProviderError
 
 

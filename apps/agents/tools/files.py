@@ -1,4 +1,5 @@
-"""File tools. Every path goes through `sandbox.resolve_path`: relative to the worktree, never out of it."""
+"""File tools. Every path goes through `resolve_path`: relative to the worktree, never out of it; every file is
+opened without following links and checked after opening (one hard link, still inside the worktree)."""
 
 from __future__ import annotations
 
@@ -11,7 +12,6 @@ from pathlib import Path
 
 import pydantic
 
-from apps.agents.sandbox import resolve_path
 from apps.agents.tools.base import Input, Tool, ToolContext
 from apps.core.errors import SandboxError, ValidationError
 
@@ -46,6 +46,63 @@ class SearchInput(Input):
     pattern: str = pydantic.Field(min_length=1, description="Python regular expression.")
     path: str = "."
     max_results: int = pydantic.Field(200, ge=1, le=2000)
+
+
+class PathOutsideWorktree(SandboxError):
+    code = "path_outside_worktree"
+
+
+_USE_RELATIVE = "use a path relative to the worktree root"
+
+
+def resolve_path(root: Path | str, path: str, *, must_exist: bool = False) -> Path:
+    """The absolute, symlink-resolved form of `path` (relative to `root`), refusing anything outside `root`."""
+    base = Path(root).resolve()
+    _check_path_text(path)
+    try:
+        resolved = (base / path).resolve(strict=False)
+    except (OSError, RuntimeError) as exc:  # RuntimeError: a symlink loop
+        raise SandboxError(
+            f"path {path!r} cannot be resolved ({exc}); {_USE_RELATIVE}", code="invalid_path", details={"path": path}
+        ) from exc
+    if not resolved.is_relative_to(base):
+        raise PathOutsideWorktree(_outside_message(path), details={"path": path})
+    # Checked on both forms: the text may name .git directly, or a symlink inside the worktree may lead there.
+    if _has_git_part(Path(path).parts) or _has_git_part(resolved.relative_to(base).parts):
+        raise PathOutsideWorktree(
+            f"path {path!r} is inside .git, which is off limits: git's internals are managed by YokeFlow "
+            "(use git commands to look at history and status)",
+            details={"path": path},
+        )
+    if must_exist and not resolved.exists():
+        raise SandboxError(f"path {path!r} does not exist in the worktree", code="not_found", details={"path": path})
+    return resolved
+
+
+def _check_path_text(path: str) -> None:
+    """Refusals that need no file system: they are about what the agent wrote, not where it leads."""
+    if not path or not path.strip():
+        raise PathOutsideWorktree(f"path is empty; {_USE_RELATIVE}, or '.' for the root itself", details={"path": path})
+    if "\0" in path:
+        raise PathOutsideWorktree(f"path {path!r} contains a NUL byte; {_USE_RELATIVE}", details={"path": path})
+    if os.path.isabs(path):
+        raise PathOutsideWorktree(f"path {path!r} is absolute; {_USE_RELATIVE}", details={"path": path})
+    if path.startswith("~"):
+        raise PathOutsideWorktree(
+            f"path {path!r} points into a home directory, which is outside the worktree; {_USE_RELATIVE}",
+            details={"path": path},
+        )
+
+
+def _outside_message(path: str) -> str:
+    # Telling `../x` apart from a symlink that leads out helps the agent understand what went wrong.
+    if os.path.normpath(path).split(os.sep)[0] == "..":
+        return f"path {path!r} is outside the worktree; {_USE_RELATIVE}"
+    return f"path {path!r} leads outside the worktree through a symbolic link; {_USE_RELATIVE}"
+
+
+def _has_git_part(parts: tuple[str, ...]) -> bool:
+    return any(part.casefold() == ".git" for part in parts)
 
 
 def _relative(context: ToolContext, path: Path) -> str:
