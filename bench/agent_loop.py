@@ -42,7 +42,7 @@ def main() -> None:
     args = parser.parse_args()
     call_command("migrate", verbosity=0)
     from apps.agents.coding import coding_session_run
-    from apps.agents.loop import LoopConfig
+    from apps.agents.loop_types import LoopConfig
     from apps.agents.services import session_create
     from apps.interventions.detectors import guards_for
     from apps.orchestration.repository import repo_ensure

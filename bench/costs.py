@@ -414,7 +414,7 @@ def _session(task: Task, mode: Mode, choice: ModelRecommendation | None) -> Agen
 
 def run_task(task: Task, mode: Mode, choice: ModelRecommendation | None, script: list[dict]) -> bool:
     from apps.agents.coding import coding_session_run
-    from apps.agents.loop import LoopConfig
+    from apps.agents.loop_types import LoopConfig
     from apps.interventions.detectors import guards_for
     from apps.projects.services import task_transition
 

@@ -81,7 +81,7 @@ def _script(turns: int) -> dict:
 
 def session(turns: int) -> None:
     from apps.agents.coding import coding_session_run
-    from apps.agents.loop import LoopConfig
+    from apps.agents.loop_types import LoopConfig
     from apps.agents.services import session_create
     from apps.orchestration.repository import repo_ensure
     from apps.projects.plan import plan_import

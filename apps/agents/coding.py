@@ -7,7 +7,8 @@ from pathlib import Path
 
 from django.conf import settings
 
-from apps.agents.loop import Brief, Guard, Hook, LoopConfig, Outcome, session_run
+from apps.agents.loop import session_run
+from apps.agents.loop_types import Brief, Guard, Hook, LoopConfig, Outcome
 from apps.agents.models import AgentSession
 from apps.agents.prompts import render, system_blocks
 from apps.agents.providers import Provider, provider_for

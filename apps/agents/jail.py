@@ -29,12 +29,10 @@ from __future__ import annotations
 import contextlib
 import functools
 import hashlib
-import itertools
 import logging
 import os
 import re
 import shutil
-import signal
 import socket
 import stat
 import subprocess
@@ -47,6 +45,7 @@ from pathlib import Path
 
 from django.conf import settings
 
+from apps.agents.cgroups import Cgroups, cgroup_parents
 from apps.core.errors import SandboxError
 
 __all__ = ["JAIL_GID", "JAIL_UID", "JailSpec", "JailStatus", "JailUnavailable", "jail_argv", "jail_status",
@@ -154,7 +153,7 @@ def _probe() -> JailStatus:
     if done.returncode != 0:
         error = done.stderr.decode(errors="replace").strip().splitlines()
         return JailStatus(mode, False, version, f"bubblewrap failed: {error[-1] if error else done.returncode}")
-    return JailStatus(mode, True, version, "", tuple(sorted(_cgroup_parents())))
+    return JailStatus(mode, True, version, "", tuple(sorted(cgroup_parents())))
 
 
 def _bwrap_version(binary: str) -> str:
@@ -323,94 +322,6 @@ def _is_socket(path: str) -> bool:
     return False
 
 
-# ----------------------------------------------------------------------------------------------- cgroups
-
-
-def _cgroup_parents() -> dict[str, Path]:
-    """Controller → a cgroup directory below which this process may create the jails' cgroups.
-
-    cgroup v2: `SANDBOX_CGROUP`, a delegated directory (the worker itself must not be in it: v2 has no processes in
-    inner nodes). cgroup v1: the worker's own `pids` and `memory` cgroups, when they are writable (usually as root).
-    """
-    found: dict[str, Path] = {}
-    delegated = settings.SANDBOX_CGROUP
-    if delegated:
-        base = Path(delegated)
-        with contextlib.suppress(OSError):
-            enabled = (base / "cgroup.subtree_control").read_text().split()
-            for controller in ("pids", "memory"):
-                if controller in enabled and os.access(base, os.W_OK):
-                    found[controller] = base
-        return found
-    with contextlib.suppress(OSError):
-        for line in Path("/proc/self/cgroup").read_text().splitlines():
-            _, controllers, path = line.split(":", 2)
-            for controller in ("pids", "memory"):
-                directory = Path("/sys/fs/cgroup", controller, path.lstrip("/"))
-                if controller in controllers.split(",") and (directory / "cgroup.procs").exists() \
-                        and os.access(directory, os.W_OK):
-                    found[controller] = directory
-    return found
-
-
-_counter = itertools.count()
-
-
-class _Cgroups:
-    """The cgroups of one jailed command: created before it starts, emptied and removed after it ends."""
-
-    def __init__(self, *, processes: int, memory_bytes: int) -> None:
-        self.dirs: list[Path] = []
-        name = f"yokeflow-jail-{os.getpid()}-{next(_counter)}"
-        wanted = {"pids": {"pids.max": str(processes)},
-                  "memory": {"memory.max": str(memory_bytes), "memory.limit_in_bytes": str(memory_bytes),
-                             "memory.swap.max": "0"}}
-        for controller, parent in _cgroup_parents().items():
-            directory = parent / name
-            try:
-                directory.mkdir(exist_ok=True)
-            except OSError as exc:
-                log.warning("jail: cannot create cgroup %s: %s", directory, exc)
-                continue
-            for limit, value in wanted[controller].items():
-                if (directory / limit).exists():
-                    with contextlib.suppress(OSError):
-                        (directory / limit).write_text(value)
-            if directory not in self.dirs:
-                self.dirs.append(directory)
-        self._procs = [str(d / "cgroup.procs") for d in self.dirs]
-
-    def enter(self) -> None:
-        """Runs in the child between fork and exec: only os calls, no locks."""
-        for procs in self._procs:
-            fd = os.open(procs, os.O_WRONLY)
-            try:
-                os.write(fd, b"0")
-            finally:
-                os.close(fd)
-
-    def close(self) -> None:
-        """Kill whatever is left in the cgroups and remove them."""
-        for directory in self.dirs:
-            for _ in range(50):
-                pids = _cgroup_pids(directory)
-                if not pids:
-                    break
-                for pid in pids:
-                    with contextlib.suppress(ProcessLookupError, PermissionError):
-                        os.kill(pid, signal.SIGKILL)
-                threading.Event().wait(0.01)
-            with contextlib.suppress(OSError):
-                directory.rmdir()
-
-
-def _cgroup_pids(directory: Path) -> list[int]:
-    try:
-        return [int(p) for p in (directory / "cgroup.procs").read_text().split()]
-    except (OSError, ValueError):
-        return []
-
-
 # ----------------------------------------------------------------------------------------------- spawning
 
 
@@ -431,7 +342,7 @@ def jailed_popen(
         cgroups = None
     else:
         argv = jail_argv(spec, ["/bin/bash", "-c", command])
-        cgroups = _Cgroups(processes=processes, memory_bytes=memory_bytes) if status.cgroups else None
+        cgroups = Cgroups(processes=processes, memory_bytes=memory_bytes) if status.cgroups else None
     jail_env = dict(env)
     if status is not None:
         jail_env["PATH"] = _jail_path(jail_env.get("PATH", ""), spec)
@@ -455,7 +366,7 @@ def jailed_popen(
     return proc
 
 
-_cgroups_of: dict[int, _Cgroups | None] = {}
+_cgroups_of: dict[int, Cgroups | None] = {}
 
 
 def jail_cleanup(proc: subprocess.Popen) -> None:

@@ -21,14 +21,13 @@ from __future__ import annotations
 import logging
 import threading
 import time
-from collections.abc import Callable, Sequence
-from dataclasses import dataclass, field
-from typing import Any, Literal
+from collections.abc import Sequence
 
 from django import db
 from django.conf import settings
 from django.db import transaction
 
+from apps.agents.loop_types import Brief, GiveUp, Guard, Hook, LoopConfig, LoopState, Outcome, ToolCall
 from apps.agents.models import AgentSession, Checkpoint, SessionStatus
 from apps.agents.prompts import render
 from apps.agents.providers import ModelReply, ModelRequest, Provider
@@ -41,7 +40,7 @@ from apps.agents.services import (
     session_heartbeat,
     session_transition,
 )
-from apps.agents.tools import Tool, ToolContext, tool_execute
+from apps.agents.tools import ToolContext, tool_execute
 from apps.core import metrics
 from apps.core.db import is_connection_error
 from apps.core.errors import ConflictError, ProviderError, YokeFlowError
@@ -50,75 +49,6 @@ from apps.core.faults import fault_point
 log = logging.getLogger(__name__)
 
 Status = SessionStatus
-
-
-@dataclass(frozen=True)
-class Verdict:
-    action: Literal["pause", "fail"]
-    kind: str  # e.g. retry_limit, critical_error, rate_limit, circuit_open
-    reason: str
-    details: dict[str, Any] = field(default_factory=dict)  # what the guard found (the pause's blocker info)
-
-
-@dataclass
-class Brief:
-    """What the session is asked: the system blocks, the opening message, the tools and when it is done."""
-
-    system: list[dict]
-    opening: str
-    tools: dict[str, Tool]
-    finished: Callable[[ToolContext], str | None]  # None when done, else the message that re-asks
-    max_reasks: int = 2
-
-
-@dataclass
-class LoopConfig:
-    max_turns: int = field(default_factory=lambda: settings.AGENT_MAX_TURNS)
-    max_tokens: int = field(default_factory=lambda: settings.AGENT_MAX_TOKENS)
-
-
-@dataclass
-class ToolCall:
-    name: str
-    input: Any
-    content: str
-    is_error: bool
-
-
-@dataclass
-class LoopState:
-    session: AgentSession
-    context: ToolContext
-    messages: list[dict]
-    turn: int = 0
-    reasks: int = 0
-    last_reply: ModelReply | None = None
-    last_calls: list[ToolCall] = field(default_factory=list)
-    provider_error: ProviderError | None = None  # set while the "provider_error" guards look at it
-    request: ModelRequest | None = None  # the call about to be made, for the "before_call" guards (e.g. budget)
-
-
-@dataclass
-class Outcome:
-    status: str
-    reason: str
-    message: str = ""
-    state: dict[str, Any] = field(default_factory=dict)
-    details: dict[str, Any] = field(default_factory=dict)  # a guard's findings when it stopped the session
-
-    @property
-    def completed(self) -> bool:
-        return self.status == Status.COMPLETED
-
-
-Guard = Callable[[str, LoopState], Verdict | None]
-Hook = Callable[[str, LoopState], None]
-
-
-class GiveUp(Exception):
-    def __init__(self, reason: str, message: str) -> None:
-        super().__init__(message)
-        self.reason, self.message = reason, message
 
 
 class _Stop(Exception):

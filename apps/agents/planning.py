@@ -15,7 +15,8 @@ from typing import Any
 
 import pydantic
 
-from apps.agents.loop import Brief, GiveUp, Guard, LoopConfig, Outcome, session_run
+from apps.agents.loop import session_run
+from apps.agents.loop_types import Brief, GiveUp, Guard, LoopConfig, Outcome
 from apps.agents.models import AgentSession
 from apps.agents.prompts import render, system_blocks
 from apps.agents.providers import Provider, provider_for

@@ -31,7 +31,7 @@ from typing import Any
 from django.conf import settings
 from django.utils import timezone
 
-from apps.agents.loop import LoopState, ToolCall, Verdict
+from apps.agents.loop_types import LoopState, ToolCall, Verdict
 from apps.agents.models import AgentSession
 from apps.agents.pricing import call_worst_case, price_for
 from apps.agents.selectors import project_spent

@@ -10,7 +10,7 @@ from django.conf import settings
 from django.db import transaction
 from django.utils import timezone
 
-from apps.agents.loop import Outcome
+from apps.agents.loop_types import Outcome
 from apps.agents.models import AgentSession, SessionKind
 from apps.agents.planning import PlanningResult, planning_session_run
 from apps.agents.prompts import render

@@ -29,7 +29,7 @@ from django_q.brokers import get_broker
 from django_q.models import Schedule
 
 from apps.agents.coding import coding_session_run
-from apps.agents.loop import LoopState, Outcome
+from apps.agents.loop_types import LoopState, Outcome
 from apps.agents.models import AgentSession, SessionKind, lease_cutoff
 from apps.agents.providers import provider_account, provider_for, provider_name
 from apps.agents.services import events_append, session_create, session_request_cancel, session_transition

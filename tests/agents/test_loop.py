@@ -8,7 +8,7 @@ from pathlib import Path
 import pytest
 
 from apps.agents.coding import coding_session_run
-from apps.agents.loop import LoopConfig, Verdict
+from apps.agents.loop_types import LoopConfig, Verdict
 from apps.agents.models import AgentCost, AgentSession, Checkpoint
 from apps.agents.services import session_request_cancel
 

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from apps.agents.loop import LoopState, ToolCall
+from apps.agents.loop_types import LoopState, ToolCall
 from apps.agents.tools import ToolContext
 from apps.core.errors import ProviderError
 from apps.interventions.detectors import (
