@@ -312,7 +312,7 @@ def wait_finished(project_id: int, total: int, timeout: float) -> bool:
 def run_strategy(owner: AbstractBaseUser, dag: Dag, strategy: str, args: argparse.Namespace, work: Path) -> Result:
     from django.utils import timezone
 
-    from apps.orchestration.scheduler import run_start
+    from apps.orchestration.lifecycle import run_start
     from apps.projects.plan import plan_import
     from apps.projects.services import project_create
 

@@ -120,7 +120,7 @@ class Cluster:
 
 
 def run_once(owner, number: int, args: argparse.Namespace, work: Path, rng: random.Random, tally: Tally) -> None:
-    from apps.orchestration.scheduler import run_start
+    from apps.orchestration.lifecycle import run_start
     from apps.projects.models import Project
     from apps.projects.plan import plan_import
     from apps.projects.services import project_create

@@ -9,7 +9,7 @@ from ninja import Field, Router, Schema, Status
 from apps.agents.schemas import ContinueIn, SessionOut
 from apps.agents.selectors import session_get
 from apps.learning.costs import cost_forecast, forecast_line
-from apps.orchestration import runs, scheduler, selectors
+from apps.orchestration import lifecycle, runs, selectors, worktree_actions
 from apps.orchestration.schemas import (
     BatchOut,
     CancelOut,
@@ -45,7 +45,7 @@ def start_run(request: HttpRequest, project_id: str):
     """Start the run with the project's own settings (parallel, max_concurrency, strategy)."""
     project = project_get(user=request.user, project_id=project_id, operate=True)
     forecast = forecast_line(cost_forecast(project=project))
-    project = scheduler.run_start(project=project)
+    project = lifecycle.run_start(project=project)
     return Status(202, {"project_id": project.pk, "slug": project.slug, "status": project.status,
                         "forecast": forecast})
 
@@ -60,7 +60,7 @@ def continue_session(request: HttpRequest, session_id: str, payload: ContinueIn)
 @router.post("/sessions/{session_id}/kill", response=SessionOut)
 def kill_session(request: HttpRequest, session_id: str):
     """Stop a session now: its running command's process group is killed; a session whose worker is gone ends."""
-    return scheduler.session_kill(session=session_get(user=request.user, session_id=session_id, operate=True))
+    return lifecycle.session_kill(session=session_get(user=request.user, session_id=session_id, operate=True))
 
 
 @router.post("/projects/{project_id}/tasks/{task_id}/retry", response=TaskOut)
@@ -82,7 +82,7 @@ def cancel_task(request: HttpRequest, project_id: str, task_id: str):
 @router.post("/projects/{project_id}/parallel/start", response={202: ParallelStatusOut})
 def parallel_start(request: HttpRequest, project_id: str, payload: ParallelStartIn):
     project = project_get(user=request.user, project_id=project_id, operate=True)
-    project = scheduler.run_start(project=project, parallel=payload.parallel, strategy=payload.strategy,
+    project = lifecycle.run_start(project=project, parallel=payload.parallel, strategy=payload.strategy,
                                   max_concurrency=payload.max_concurrency)
     return Status(202, selectors.parallel_status(project=project))
 
@@ -95,7 +95,7 @@ def parallel_status(request: HttpRequest, project_id: str):
 @router.post("/projects/{project_id}/parallel/cancel", response=CancelOut)
 def parallel_cancel(request: HttpRequest, project_id: str):
     project = project_get(user=request.user, project_id=project_id, operate=True)
-    counts = scheduler.run_cancel(project=project)
+    counts = lifecycle.run_cancel(project=project)
     return {"project_id": project.pk, "status": project.status, "sessions": counts}
 
 
@@ -139,21 +139,21 @@ def worktree_conflicts(request: HttpRequest, project_id: str, epic_id: str):
 def worktree_merge(request: HttpRequest, project_id: str, epic_id: str):
     project = project_get(user=request.user, project_id=project_id, operate=True)
     found = worktree_find(project, epic_id)
-    return _merge_out(found, scheduler.worktree_merge_request(worktree=found))
+    return _merge_out(found, worktree_actions.worktree_merge_request(worktree=found))
 
 
 @router.post("/projects/{project_id}/worktrees/{epic_id}/resolve", response=MergeOut)
 def worktree_resolve(request: HttpRequest, project_id: str, epic_id: str, payload: ResolveIn):
     project = project_get(user=request.user, project_id=project_id, operate=True)
     found = worktree_find(project, epic_id)
-    return _merge_out(found, scheduler.worktree_merge_request(worktree=found, side=payload.strategy))
+    return _merge_out(found, worktree_actions.worktree_merge_request(worktree=found, side=payload.strategy))
 
 
 @router.delete("/projects/{project_id}/worktrees/{epic_id}", response=WorktreeOut)
 def worktree_delete(request: HttpRequest, project_id: str, epic_id: str, force: bool = False):
     """Remove the worktree and its branch (`force` also discards uncommitted changes)."""
     project = project_get(user=request.user, project_id=project_id, operate=True)
-    return scheduler.worktree_delete(worktree=worktree_find(project, epic_id), force=force)
+    return worktree_actions.worktree_delete(worktree=worktree_find(project, epic_id), force=force)
 
 
 def _merge_out(found, result) -> dict:

@@ -14,7 +14,7 @@ from apps.agents.models import AgentSession
 from apps.agents.providers import provider_notice
 from apps.core.errors import ConflictError, ValidationError
 from apps.learning.costs import cost_forecast, forecast_line
-from apps.orchestration import retention, runs, scheduler, selectors
+from apps.orchestration import lifecycle, retention, runs, selectors
 from apps.orchestration.repository import repo_commits, repo_ensure
 from apps.orchestration.worktrees import worktrees_reconcile
 from apps.projects.models import Project, Task
@@ -195,7 +195,7 @@ def _run(options: dict[str, Any], out: Any) -> None:
     out.write(forecast_line(cost_forecast(project=project)))  # what it will likely cost, before it starts
 
     def start() -> Project:
-        return scheduler.run_start(project=project, parallel=options["parallel"], strategy=options["strategy"],
+        return lifecycle.run_start(project=project, parallel=options["parallel"], strategy=options["strategy"],
                                    max_concurrency=options["max_concurrency"])
 
     if options["sync"]:
@@ -296,7 +296,7 @@ def _continue(options: dict[str, Any], out: Any) -> None:
 
 def _cancel(options: dict[str, Any], out: Any) -> None:
     if options["session"]:
-        session = scheduler.session_kill(session=agent_selectors.session_find(options["session"]))
+        session = lifecycle.session_kill(session=agent_selectors.session_find(options["session"]))
         state = "cancelled" if session.status == "cancelled" else "asked to stop (its commands are killed)"
         out.write(f"session #{session.pk} {state}")
         return
@@ -307,7 +307,7 @@ def _cancel(options: dict[str, Any], out: Any) -> None:
         task = runs.task_cancel(task=task_get(project, options["task"]), by=options.get("by") or "cli")
         out.write(f"task {task.key} is {task.status}")
         return
-    counts = scheduler.run_cancel(project=project)
+    counts = lifecycle.run_cancel(project=project)
     summary = ", ".join(f"{n} {status}" for status, n in sorted(counts.items())) or "no open sessions"
     out.write(f"run of {project.slug} cancelled ({summary}); start it again with `yokeflow run {project.slug}`")
 

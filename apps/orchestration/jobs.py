@@ -16,7 +16,7 @@ from apps.agents.models import AgentSession
 from apps.core.context import working
 from apps.core.db import is_connection_error, reconnect
 from apps.core.errors import ConflictError, InvalidTransitionError
-from apps.orchestration import runs, scheduler
+from apps.orchestration import execution, reaper, runs, scheduler
 from apps.projects.models import Task
 
 log = logging.getLogger("yokeflow.jobs")
@@ -24,11 +24,11 @@ log = logging.getLogger("yokeflow.jobs")
 
 def run_task(session_id: int) -> None:
     """A claimed task's session: worktree, agent, verification, merge; then the next claims."""
-    _resilient(session_id, lambda session, retry: scheduler.task_session_execute(session=session, force=retry))
+    _resilient(session_id, lambda session, retry: execution.task_session_execute(session=session, force=retry))
 
 
 def continue_task(session_id: int, resume_message: str | None = None, force: bool = False) -> None:
-    _resilient(session_id, lambda session, retry: scheduler.task_session_execute(
+    _resilient(session_id, lambda session, retry: execution.task_session_execute(
         session=session, resume_message=None if retry else resume_message, force=force or retry))
 
 
@@ -45,12 +45,12 @@ def finish_task(task_id: int) -> None:
     merge endpoint); a no-op when a live worker is on it or nothing is left."""
     task = Task.objects.select_related("project").get(pk=task_id)
     with working(project_id=task.project_id, task_id=task.pk):
-        scheduler.task_finish(task=task)
+        execution.task_finish(task=task)
         scheduler.schedule(project_id=task.project_id)
 
 
 def reap() -> dict:
-    return scheduler.reap()
+    return reaper.reap()
 
 
 def _resilient(session_id: int, run: Callable[[AgentSession, bool], None]) -> None:

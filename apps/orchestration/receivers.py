@@ -10,7 +10,7 @@ from apps.agents.services import checkpoint_grant_turns
 from apps.core.errors import ConflictError
 from apps.interventions.models import PausedSession, PauseType, ProviderAccount
 from apps.interventions.signals import hold_released, pause_resolved
-from apps.orchestration import runs, scheduler
+from apps.orchestration import runs, scheduler, worktree_actions
 from apps.orchestration.models import Worktree
 from apps.projects.models import Project
 
@@ -30,7 +30,7 @@ def _merge_again(pause: PausedSession) -> None:
     worktree = Worktree.objects.select_related("project").filter(pk=pause.blocker_info.get("worktree_id")).first()
     if worktree is None or not worktree.is_live:
         return  # merged or removed meanwhile: nothing waits any more
-    result = scheduler.worktree_merge_request(worktree=worktree)
+    result = worktree_actions.worktree_merge_request(worktree=worktree)
     if not result.ok:
         problem = ", ".join(result.conflict_files) or "; ".join(result.failures)
         raise ConflictError(f"{worktree.branch} still does not merge ({problem}); resolve it with ours/theirs or "

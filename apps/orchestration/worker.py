@@ -46,7 +46,7 @@ def worker_run(*, reap_every: float | None = None, max_seconds: float | None = N
     """Start the cluster and reap until it stops (SIGTERM/SIGINT stop it cleanly; SIGKILL takes it all down)."""
     from django_q.cluster import Cluster
 
-    from apps.orchestration.scheduler import reap
+    from apps.orchestration.reaper import reap
 
     multiprocessing.util.register_after_fork(_after_fork, _die_with_parent)
     connections.close_all()  # never hand an open database connection to the forked processes

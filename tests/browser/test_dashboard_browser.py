@@ -64,10 +64,10 @@ def test_a_build_started_from_the_page_updates_the_swimlanes_live_until_every_ca
 
 def test_the_transcript_opens_from_a_card_and_shows_tool_calls_collapsed(
         page, logged_in, screenshot, owner, live_build):
-    from apps.orchestration import runs, scheduler
+    from apps.orchestration import lifecycle, runs
 
     settings.LLM_PROVIDER = "replay"
-    runs.jobs_drain(lambda: scheduler.run_start(project=live_build))
+    runs.jobs_drain(lambda: lifecycle.run_start(project=live_build))
     logged_in(page, owner)
     page.goto(f"/projects/{live_build.slug}/")
 

@@ -19,7 +19,7 @@ from apps.agents.models import SessionEvent
 from apps.core.health import HEARTBEAT_NAME
 from apps.core.jobs import run_job
 from apps.core.logging import structured_formatter
-from apps.orchestration import runs, scheduler
+from apps.orchestration import lifecycle, runs
 from tests.orchestration.conftest import replay_project, replay_script  # noqa: F401
 from tests.projects.test_cli import refused, yokeflow
 
@@ -52,7 +52,7 @@ def _leaky_project(replay_project):  # noqa: F811
 def test_a_session_logs_json_lines_with_its_ids_and_no_secret(replay_project, json_log):  # noqa: F811
     project = _leaky_project(replay_project)
 
-    runs.jobs_drain(lambda: scheduler.run_start(project=project))
+    runs.jobs_drain(lambda: lifecycle.run_start(project=project))
     logging.getLogger("yokeflow.test").warning("the agent printed %s", KEY)
 
     session = project.sessions.get()
@@ -69,7 +69,7 @@ def test_a_session_logs_json_lines_with_its_ids_and_no_secret(replay_project, js
 def test_a_transcript_shows_an_api_key_from_a_tool_output_redacted(replay_project):  # noqa: F811
     project = _leaky_project(replay_project)
 
-    runs.jobs_drain(lambda: scheduler.run_start(project=project))
+    runs.jobs_drain(lambda: lifecycle.run_start(project=project))
 
     results = SessionEvent.objects.filter(session__project=project, type="tool_result")
     output = next(e.payload["content"] for e in results if "token is" in str(e.payload["content"]))
@@ -97,7 +97,7 @@ def test_a_request_id_is_echoed_and_carried_into_the_agents_commit(replay_projec
 
 def test_metrics_after_a_replay_run_show_sessions_llm_tools_tasks_and_requests(replay_project, client, settings):  # noqa: F811
     project = replay_project("measured", {"E1": [("A", [], "a.txt", "A"), ("B", ["A"], "b.txt", "B")]})
-    runs.jobs_drain(lambda: scheduler.run_start(project=project))
+    runs.jobs_drain(lambda: lifecycle.run_start(project=project))
     client.get("/login/")
 
     text = client.get("/metrics").text

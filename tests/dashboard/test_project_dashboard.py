@@ -8,7 +8,7 @@ import re
 import pytest
 
 from apps.interventions.models import PausedSession
-from apps.orchestration import runs, scheduler
+from apps.orchestration import lifecycle, runs
 from apps.orchestration.runs import set_project_status
 from apps.projects.models import ProjectEvent
 from apps.projects.plan import plan_import
@@ -70,7 +70,7 @@ def test_a_live_board_answers_204_until_an_event_and_286_once_the_run_is_over(cl
 
 def test_the_progress_panel_shows_agents_cost_budget_eta_and_recent_events(client, replay_project, owner):
     project = replay_project("progress", TWO_EPICS, budget_usd="5.00")
-    runs.jobs_drain(lambda: scheduler.run_start(project=project, parallel=True, max_concurrency=2))
+    runs.jobs_drain(lambda: lifecycle.run_start(project=project, parallel=True, max_concurrency=2))
     client.force_login(owner)
 
     page = client.get("/projects/progress/?part=progress", headers=HTMX).text
@@ -85,7 +85,7 @@ def test_the_progress_panel_shows_agents_cost_budget_eta_and_recent_events(clien
 
 def test_the_eta_comes_from_the_projects_own_finished_tasks(client, replay_project, owner):
     project = replay_project("eta", TWO_EPICS, max_concurrency=2)
-    runs.jobs_drain(lambda: scheduler.run_start(project=project, parallel=True))
+    runs.jobs_drain(lambda: lifecycle.run_start(project=project, parallel=True))
     project.tasks.filter(key="C").update(status="ready", completed_at=None)
     client.force_login(owner)
 

@@ -11,7 +11,7 @@ from apps.agents.models import AgentSession
 from apps.agents.services import events_append, session_create, session_request_pause
 from apps.interventions.models import PausedSession
 from apps.interventions.services import pause_resolve
-from apps.orchestration import runs, scheduler
+from apps.orchestration import lifecycle, runs
 from tests.orchestration.test_events import TWO_EPICS
 
 pytestmark = pytest.mark.django_db
@@ -21,7 +21,7 @@ HTMX = {"HX-Request": "true"}
 @pytest.fixture
 def built(replay_project):
     project = replay_project("sessions", TWO_EPICS)
-    runs.jobs_drain(lambda: scheduler.run_start(project=project))
+    runs.jobs_drain(lambda: lifecycle.run_start(project=project))
     return project
 
 
@@ -71,7 +71,7 @@ def test_the_tail_stops_polling_when_the_session_has_finished(client, built, own
 
 def test_pause_asks_a_running_session_to_pause_and_kill_cancels_a_queued_one(client, replay_project, owner):
     project = replay_project("acts", TWO_EPICS)
-    scheduler.run_start(project=project, max_concurrency=2)  # sessions queued; their jobs are not run here
+    lifecycle.run_start(project=project, max_concurrency=2)  # sessions queued; their jobs are not run here
     first, second = project.sessions.order_by("pk")
     client.force_login(owner)
 
@@ -90,7 +90,7 @@ def test_pause_asks_a_running_session_to_pause_and_kill_cancels_a_queued_one(cli
 
 def test_an_offsite_next_is_ignored(client, replay_project, owner):
     project = replay_project("offsite", TWO_EPICS)
-    scheduler.run_start(project=project)
+    lifecycle.run_start(project=project)
     session = project.sessions.first()
     client.force_login(owner)
 
@@ -123,7 +123,7 @@ def test_a_requested_pause_stops_the_session_before_its_next_call_and_resuming_f
     project = replay_project("manual", {"E1": [("A", [], "a.txt", "A")]})
 
     def start() -> None:
-        scheduler.run_start(project=project)
+        lifecycle.run_start(project=project)
         session_request_pause(session=project.sessions.get(), by="olivia", reason="look at the plan")
 
     runs.jobs_drain(start)
@@ -143,7 +143,7 @@ def test_the_pause_command_pauses_a_session_and_refuses_a_finished_one(built, re
     from tests.projects.test_cli import refused, yokeflow
 
     project = replay_project("cli-pause", TWO_EPICS)
-    scheduler.run_start(project=project)
+    lifecycle.run_start(project=project)
     queued = project.sessions.first()
     done = built.sessions.get(task__key="A")
 

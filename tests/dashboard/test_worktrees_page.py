@@ -9,7 +9,7 @@ from types import SimpleNamespace
 
 import pytest
 
-from apps.orchestration import scheduler
+from apps.orchestration import worktree_actions
 from apps.orchestration.models import Worktree
 from apps.orchestration.repository import repo_ensure
 from apps.orchestration.worktrees import gitops, worktree_prepare
@@ -62,8 +62,8 @@ def conflicted(repo_project) -> SimpleNamespace:
     """T1 and T9 both write shared.txt in worktrees made before either merged: T1 merges, T9 then conflicts."""
     first = committed(prepared(repo_project, "T1"), "shared.txt", "first\n")
     second = committed(prepared(repo_project, "T9"), "shared.txt", "second\n")
-    assert scheduler.worktree_merge_request(worktree=first).ok
-    assert scheduler.worktree_merge_request(worktree=second).conflict_files == ["shared.txt"]
+    assert worktree_actions.worktree_merge_request(worktree=first).ok
+    assert worktree_actions.worktree_merge_request(worktree=second).conflict_files == ["shared.txt"]
     second.refresh_from_db()
     return SimpleNamespace(project=repo_project, merged=first, worktree=second)
 

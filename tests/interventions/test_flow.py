@@ -16,7 +16,7 @@ from apps.agents.models import AgentSession, Checkpoint
 from apps.core.errors import ConflictError
 from apps.interventions import services
 from apps.interventions.models import InterventionAction, PausedSession
-from apps.orchestration import runs, scheduler
+from apps.orchestration import lifecycle, runs
 from apps.orchestration.models import Worktree
 from apps.projects.models import Project, Task
 from tests.interventions.fakes import FakeHTTPServer, closed_port_url
@@ -52,7 +52,7 @@ def _prefer(project: Project, webhook_url: str) -> None:
 
 
 def _run(project: Project) -> None:
-    runs.jobs_drain(lambda: scheduler.run_start(project=project, max_concurrency=1))
+    runs.jobs_drain(lambda: lifecycle.run_start(project=project, max_concurrency=1))
 
 
 def test_a_looping_agent_is_paused_people_are_told_and_resuming_finishes_the_task(looping):

@@ -14,7 +14,7 @@ from apps.agents.models import AgentSession
 from apps.agents.providers import provider_account
 from apps.interventions import holds
 from apps.interventions.models import InterventionAction, PausedSession, ProviderAccount
-from apps.orchestration import runs, scheduler
+from apps.orchestration import lifecycle, runs
 from apps.projects.models import Project, Task
 
 pytestmark = pytest.mark.django_db
@@ -49,7 +49,7 @@ def stormy(replay_project, claude, settings):
 
 def test_a_429_storm_holds_every_session_of_the_key_and_resumes_them_after_the_reset(stormy, claude):
     project, weather = stormy
-    runs.jobs_drain(lambda: scheduler.run_start(project=project, max_concurrency=2))
+    runs.jobs_drain(lambda: lifecycle.run_start(project=project, max_concurrency=2))
 
     pauses = PausedSession.objects.filter(project=project).order_by("pk")
     assert [p.pause_type for p in pauses] == ["rate_limit", "rate_limit"]
@@ -82,7 +82,7 @@ def test_repeated_server_failures_open_the_circuit_and_hold_the_account(stormy, 
     project, _weather = stormy
     settings.CIRCUIT_FAILURE_THRESHOLD = 2
     claude.handler(lambda body: {"status": 500, "type": "api_error", "message": "boom"})
-    runs.jobs_drain(lambda: scheduler.run_start(project=project, max_concurrency=1))
+    runs.jobs_drain(lambda: lifecycle.run_start(project=project, max_concurrency=1))
 
     pause = PausedSession.objects.get(project=project)
     assert pause.pause_type == "circuit_open" and pause.can_auto_resume

@@ -11,7 +11,7 @@ import pytest
 from apps.agents.models import AgentCost, AgentSession
 from apps.agents.selectors import project_spent
 from apps.interventions.models import InterventionAction, PausedSession
-from apps.orchestration import runs, scheduler
+from apps.orchestration import lifecycle, runs
 from apps.projects.models import Project, Task
 from apps.projects.services import membership_set
 
@@ -53,7 +53,7 @@ def _approve(client, project: Project, amount: str) -> object:
 def test_a_half_dollar_budget_pauses_before_it_is_exceeded_and_approving_a_dollar_finishes(
         budgeted, claude, owner, api_client):
     project = budgeted
-    runs.jobs_drain(lambda: scheduler.run_start(project=project))
+    runs.jobs_drain(lambda: lifecycle.run_start(project=project))
 
     pause = PausedSession.objects.get(project=project)
     assert pause.pause_type == "budget" and not pause.resolved
@@ -114,7 +114,7 @@ def test_the_scheduler_starts_nothing_while_a_session_waits_for_budget(replay_pr
     project.save()
     claude.handler(_writer)
 
-    runs.jobs_drain(lambda: scheduler.run_start(project=project))
+    runs.jobs_drain(lambda: lifecycle.run_start(project=project))
 
     assert claude.requests == []
     statuses = dict(Task.objects.filter(project=project).values_list("key", "status"))

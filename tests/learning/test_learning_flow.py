@@ -10,7 +10,7 @@ import pytest
 
 from apps.agents.models import AgentSession
 from apps.learning.models import ExpertiseFile
-from apps.orchestration import runs, scheduler
+from apps.orchestration import lifecycle, runs
 
 pytestmark = pytest.mark.django_db
 
@@ -33,7 +33,7 @@ def test_a_fixed_failure_is_learned_and_reaches_the_next_sessions_prompt(replay_
     script = Path(settings.REPLAY_ROOT) / "learns" / "replay" / "A.json"
     script.write_text(json.dumps(_failing_then_fixed("a.txt")))
 
-    runs.jobs_drain(lambda: scheduler.run_start(project=project))
+    runs.jobs_drain(lambda: lifecycle.run_start(project=project))
 
     first, second = AgentSession.objects.filter(project=project).order_by("pk")
     assert (first.status, second.status) == ("completed", "completed")

@@ -10,7 +10,7 @@ import pytest
 from apps.agents.models import AgentCost, AgentSession
 from apps.agents.services import session_create, session_transition
 from apps.learning.model_selector import analyze_complexity, model_stats, recommend_model
-from apps.orchestration import runs, scheduler
+from apps.orchestration import lifecycle, runs
 from apps.projects.models import Task
 from apps.projects.plan import plan_import
 
@@ -107,7 +107,7 @@ def test_a_reliable_cheaper_tier_takes_tasks_from_the_lower_half_of_the_band(tas
 def test_every_session_records_its_model_choice(replay_project):
     project = replay_project("chosen", {"E": [("A", [], "a.txt", "A")]})
 
-    runs.jobs_drain(lambda: scheduler.run_start(project=project))
+    runs.jobs_drain(lambda: lifecycle.run_start(project=project))
 
     session = AgentSession.objects.get(project=project)
     assert session.status == "completed"

@@ -12,7 +12,7 @@ from django_q.models import Schedule
 from git import Repo
 
 from apps.agents.models import AgentSession
-from apps.orchestration import scheduler
+from apps.orchestration import lifecycle
 from apps.orchestration.models import Worktree
 from tests.orchestration.cluster import kill, start_cluster, wait_for
 from tests.orchestration.conftest import replay_script
@@ -40,7 +40,7 @@ def test_a_cluster_of_workers_builds_a_ten_task_three_epic_plan_in_parallel(repl
     project = replay_project("cluster", TEN_TASKS, delay=1.0)
     cluster = start_cluster(log, Q_WORKERS="3", **_replay_env())
     try:
-        scheduler.run_start(project=project, parallel=True, max_concurrency=3)
+        lifecycle.run_start(project=project, parallel=True, max_concurrency=3)
         wait_for(lambda: project.refresh_from_db() or project.status != "running", "the run to end", log, 240)
     finally:
         kill(cluster)
@@ -71,7 +71,7 @@ def test_a_killed_worker_is_reaped_and_its_task_completes_exactly_once(replay_pr
     (settings.REPLAY_ROOT / "crash" / "replay" / "A.json").write_text(json.dumps(script))
     first = start_cluster(log, **_replay_env())
     try:
-        scheduler.run_start(project=project)
+        lifecycle.run_start(project=project)
         session = project.sessions.get()
         started = Path(session.workdir) / ".started"  # the command is running (killing sooner would re-run it)
         wait_for(started.exists, "the agent's first command", log)
@@ -85,7 +85,7 @@ def test_a_killed_worker_is_reaped_and_its_task_completes_exactly_once(replay_pr
     second = start_cluster(log, **_replay_env())
     try:
         # The reaper runs every REAPER_INTERVAL_MINUTES; bring its next run to just after the lease expires.
-        Schedule.objects.filter(name=scheduler.REAPER_NAME).update(
+        Schedule.objects.filter(name=lifecycle.REAPER_NAME).update(
             next_run=session.heartbeat_at + timedelta(seconds=6))
         wait_for(lambda: session.refresh_from_db() or session.is_finished, "the reaped session to finish", log, 120)
         wait_for(lambda: project.refresh_from_db() or project.status != "running", "the run to end", log)

@@ -11,7 +11,7 @@ from git import Repo
 
 from apps.agents.models import AgentCost
 from apps.core.faults import MERGE_POINTS
-from apps.orchestration import scheduler
+from apps.orchestration import lifecycle
 from apps.orchestration.models import Worktree
 from tests.orchestration.cluster import kill, start_cluster, wait_for
 from tests.orchestration.test_cluster import _replay_env
@@ -28,7 +28,7 @@ def test_a_worker_killed_at_any_step_leaves_the_task_done_and_merged_exactly_onc
     cluster = start_cluster(log, Q_WORKERS="2", YOKEFLOW_FAULT=point, YOKEFLOW_FAULT_ONCE=str(fired),
                             SESSION_LEASE_SECONDS=str(LEASE), **_replay_env())
     try:
-        scheduler.run_start(project=project)
+        lifecycle.run_start(project=project)
         wait_for(fired.exists, f"the worker to kill itself at {point}", log, 60)
         killed = time.monotonic()
         task = project.tasks.get(key="A")

@@ -16,7 +16,7 @@ from django.db import connections
 
 from apps.agents.models import AgentSession
 from apps.core.health import ready, run_checks
-from apps.orchestration import scheduler
+from apps.orchestration import lifecycle
 from tests.orchestration.cluster import kill, start_cluster, wait_for
 from tests.orchestration.test_events import TWO_EPICS
 
@@ -69,7 +69,7 @@ def test_a_restart_of_postgresql_mid_run_loses_no_events_and_the_run_completes(r
     cluster = start_cluster(log, Q_WORKERS="2", LLM_PROVIDER="replay", REPLAY_ROOT=str(settings.REPLAY_ROOT),
                             ANTHROPIC_API_KEY="", DB_WAIT_SECONDS="60", QUEUED_STALL_SECONDS="5")
     try:
-        scheduler.run_start(project=project, parallel=True, max_concurrency=2)
+        lifecycle.run_start(project=project, parallel=True, max_concurrency=2)
         wait_for(lambda: AgentSession.objects.filter(project=project, turns__gte=1).exists(), "a first turn", log)
         connections.close_all()
         _pg("stop")

@@ -15,7 +15,7 @@ from git import Repo
 from apps.agents.models import AgentSession
 from apps.core.errors import ConflictError
 from apps.core.models import AuditEvent
-from apps.orchestration import runs, scheduler
+from apps.orchestration import execution, reaper, runs
 from apps.orchestration.merging import merge_message, worktree_cleanup
 from apps.orchestration.models import Worktree
 from apps.orchestration.worktrees import gitops, worktree_prepare
@@ -79,7 +79,7 @@ def test_a_merge_cut_off_after_main_moved_records_its_own_commit_not_the_newest(
     newest = gitops.merge(repo, "yf/other", message="Merge other")
     Worktree.objects.filter(pk=worktree.pk).update(merge_task_ids=[task.pk], merge_step="verified")
 
-    runs.jobs_drain(lambda: scheduler.task_finish(task=task))
+    runs.jobs_drain(lambda: execution.task_finish(task=task))
 
     task.refresh_from_db()
     worktree.refresh_from_db()
@@ -92,14 +92,14 @@ def test_the_reaper_finishes_a_stranded_merge_once_its_lease_expired_and_only_th
     worktree = _verified(task, {"hello.txt": "hi\n"})
     Worktree.objects.filter(pk=worktree.pk).update(merge_owner="other-host:1", merge_heartbeat_at=timezone.now())
 
-    assert scheduler.stranded_resume() == []  # a live worker holds it
+    assert reaper.stranded_resume() == []  # a live worker holds it
 
     Worktree.objects.filter(pk=worktree.pk).update(merge_heartbeat_at=timezone.now() - timedelta(minutes=5))
-    runs.jobs_drain(scheduler.reap)
+    runs.jobs_drain(reaper.reap)
 
     task.refresh_from_db()
     assert task.status == "done" and len(_merges_of(task)) == 1
-    assert scheduler.stranded_resume() == []  # nothing left to finish
+    assert reaper.stranded_resume() == []  # nothing left to finish
 
 
 def test_a_task_whose_session_ended_before_it_was_settled_is_settled_by_the_reaper(task):
@@ -109,7 +109,7 @@ def test_a_task_whose_session_ended_before_it_was_settled_is_settled_by_the_reap
                         provider="anthropic", workdir=worktree.path)
     AgentSession.objects.filter(task=task).update(status="completed", ended_at=timezone.now() - timedelta(hours=1))
 
-    runs.jobs_drain(scheduler.reap)
+    runs.jobs_drain(reaper.reap)
 
     task.refresh_from_db()
     assert task.status == "done" and task.tests.get().result == "passed"
@@ -167,7 +167,7 @@ def test_a_main_left_detached_and_dirty_by_a_dead_merge_is_restored_before_the_n
     Repo(repo).git.checkout("--detach", "main")
     (repo / "stray-test-output.txt").write_text("left by the tests of a dead merge")
 
-    runs.jobs_drain(lambda: scheduler.task_finish(task=task))
+    runs.jobs_drain(lambda: execution.task_finish(task=task))
 
     task.refresh_from_db()
     assert task.status == "done" and Repo(repo).active_branch.name == "main"

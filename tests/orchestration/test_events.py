@@ -8,7 +8,7 @@ import pytest
 from django.db import connection
 
 from apps.agents.models import AgentCost
-from apps.orchestration import runs, scheduler
+from apps.orchestration import lifecycle, runs
 from apps.projects.events import event_emit, events_after
 from apps.projects.models import ProjectEvent
 
@@ -19,7 +19,7 @@ TWO_EPICS = {"E1": [("A", [], "a.txt", "A"), ("B", ["A"], "b.txt", "B")], "E2": 
 
 def _built(replay_project, slug: str = "feed"):
     project = replay_project(slug, TWO_EPICS)
-    runs.jobs_drain(lambda: scheduler.run_start(project=project, parallel=True, max_concurrency=2))
+    runs.jobs_drain(lambda: lifecycle.run_start(project=project, parallel=True, max_concurrency=2))
     project.refresh_from_db()
     assert project.status == "completed"
     return project

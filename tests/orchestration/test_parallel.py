@@ -17,7 +17,7 @@ from apps.agents.models import AgentSession
 from apps.core.errors import ConflictError
 from apps.interventions.models import PausedSession
 from apps.interventions.services import pause_resolve
-from apps.orchestration import runs, scheduler
+from apps.orchestration import execution, lifecycle, reaper, runs, scheduler, worktree_actions
 from apps.orchestration.merging import task_complete
 from apps.orchestration.models import ParallelBatch, Worktree
 from apps.orchestration.repository import repo_ensure
@@ -41,7 +41,7 @@ def _main_files(project: Project) -> dict[str, str]:
 
 
 def _run_inline(project: Project, **options) -> Project:
-    runs.jobs_drain(lambda: scheduler.run_start(project=project, **options))
+    runs.jobs_drain(lambda: lifecycle.run_start(project=project, **options))
     project.refresh_from_db()
     return project
 
@@ -71,7 +71,7 @@ def test_both_strategies_build_the_whole_plan_and_merge_every_task(replay_projec
 def test_a_conflict_between_two_epics_is_detected_before_merging_and_resolving_theirs_completes_it(replay_project):
     project = replay_project("clash", {"E1": [("A", [], "shared.txt", "from A")],
                                        "E2": [("B", [], "shared.txt", "from B")]})
-    scheduler.run_start(project=project, max_concurrency=2)  # claims both; their jobs are queued, not run yet
+    lifecycle.run_start(project=project, max_concurrency=2)  # claims both; their jobs are queued, not run yet
     sessions = {s.task.key: s for s in AgentSession.objects.filter(project=project).select_related("task")}
     for session in sessions.values():  # both agents start from the same main, as parallel agents do
         worktree_prepare(task=session.task, shared_by_epic=False)
@@ -79,7 +79,7 @@ def test_a_conflict_between_two_epics_is_detected_before_merging_and_resolving_t
     for key in ("A", "B"):
         if key == "B":
             before_b = Repo(project.repo_path).head.commit.hexsha
-        scheduler.task_session_execute(session=sessions[key])
+        execution.task_session_execute(session=sessions[key])
 
     b = Task.objects.get(project=project, key="B")
     assert b.status == "paused" and "merge_conflict" in b.last_error and "shared.txt" in b.last_error
@@ -91,7 +91,7 @@ def test_a_conflict_between_two_epics_is_detected_before_merging_and_resolving_t
     project.refresh_from_db()
     assert project.status == "paused"
 
-    result = scheduler.worktree_merge_request(worktree=conflicted, side="theirs")
+    result = worktree_actions.worktree_merge_request(worktree=conflicted, side="theirs")
 
     b.refresh_from_db()
     project.refresh_from_db()
@@ -104,11 +104,11 @@ def test_a_conflict_between_two_epics_is_detected_before_merging_and_resolving_t
 def test_dependents_of_a_conflicted_task_wait_for_the_resolution(replay_project):
     project = replay_project("waits", {"E1": [("A", [], "x.txt", "A")],
                                        "E2": [("B", [], "x.txt", "B"), ("C", ["B"], "c.txt", "C")]})
-    scheduler.run_start(project=project, max_concurrency=2)
+    lifecycle.run_start(project=project, max_concurrency=2)
     sessions = {s.task.key: s for s in AgentSession.objects.filter(project=project).select_related("task")}
     for session in sessions.values():
         worktree_prepare(task=session.task, shared_by_epic=False)
-    runs.jobs_drain(lambda: [scheduler.task_session_execute(session=sessions[k]) for k in ("A", "B")])
+    runs.jobs_drain(lambda: [execution.task_session_execute(session=sessions[k]) for k in ("A", "B")])
 
     statuses = dict(project.tasks.values_list("key", "status"))
     assert statuses == {"A": "done", "B": "paused", "C": "pending"}
@@ -121,7 +121,7 @@ def test_dependents_of_a_conflicted_task_wait_for_the_resolution(replay_project)
         pause_resolve(pause=pause, by="alice", notes="try again")
     assert not PausedSession.objects.get(pk=pause.pk).resolved
 
-    runs.jobs_drain(lambda: scheduler.worktree_merge_request(
+    runs.jobs_drain(lambda: worktree_actions.worktree_merge_request(
         worktree=Worktree.objects.get(project=project, status="conflict"), side="ours"))
 
     # "ours" keeps A's x.txt, so B's acceptance test fails on the merged result: the merge is undone, C waits.
@@ -130,7 +130,7 @@ def test_dependents_of_a_conflicted_task_wait_for_the_resolution(replay_project)
     assert dict(project.tasks.values_list("key", "status"))["C"] == "pending"
     assert _main_files(project)["x.txt"].strip() == "A"
 
-    runs.jobs_drain(lambda: scheduler.worktree_merge_request(
+    runs.jobs_drain(lambda: worktree_actions.worktree_merge_request(
         worktree=Worktree.objects.get(project=project, task=b), side="theirs"))
 
     assert dict(project.tasks.values_list("key", "status")) == {"A": "done", "B": "done", "C": "done"}
@@ -165,7 +165,7 @@ def test_a_worktree_gets_the_env_files_the_setup_command_and_its_own_ports(repla
     Task.objects.filter(pk=a.pk).update(status="running")
     session = runs.session_create(project=project, task=a, kind="coding", model="m", provider="anthropic",
                                   workdir=first.path)
-    scheduler.task_session_execute(session=session)
+    execution.task_session_execute(session=session)
 
     port = _main_files(project)["port.txt"].split()
     assert int(port[0]) == first.port_base and port[1] == f"{first.port_base}-{first.port_base + 9}"
@@ -195,7 +195,7 @@ def test_runs_are_refused_while_the_queue_is_over_its_bound(replay_project, sett
     async_task("math.floor", 2.5)
 
     with pytest.raises(ConflictError, match="queue holds 2 jobs .limit 1.*start more workers") as caught:
-        scheduler.run_start(project=project)
+        lifecycle.run_start(project=project)
 
     assert caught.value.code == "queue_full"
     project.refresh_from_db()
@@ -204,12 +204,12 @@ def test_runs_are_refused_while_the_queue_is_over_its_bound(replay_project, sett
 
 def test_the_reaper_requeues_a_session_whose_lease_expired_and_it_completes_once(replay_project):
     project = replay_project("lost", {"E1": [("A", [], "a.txt", "A")]})
-    scheduler.run_start(project=project)  # the job is queued; no worker will run it: the worker "died"
+    lifecycle.run_start(project=project)  # the job is queued; no worker will run it: the worker "died"
     session = project.sessions.get()
     AgentSession.objects.filter(pk=session.pk).update(status="running", lease_owner="dead-host:1",
                                                       heartbeat_at=timezone.now() - timedelta(minutes=5))
 
-    runs.jobs_drain(scheduler.reap)
+    runs.jobs_drain(reaper.reap)
 
     session.refresh_from_db()
     task = project.tasks.get()
@@ -221,13 +221,13 @@ def test_the_reaper_requeues_a_session_whose_lease_expired_and_it_completes_once
 def test_a_session_lost_too_often_pauses_its_task_instead_of_retrying_forever(replay_project, settings):
     settings.TASK_MAX_ATTEMPTS = 2
     project = replay_project("flaky", {"E1": [("A", [], "a.txt", "A")]})
-    scheduler.run_start(project=project)
+    lifecycle.run_start(project=project)
     session = project.sessions.get()
     Task.objects.filter(project=project).update(attempts=1)
     AgentSession.objects.filter(pk=session.pk).update(status="running", lease_owner="dead-host:1",
                                                       heartbeat_at=timezone.now() - timedelta(minutes=5))
 
-    report = scheduler.reap()
+    report = reaper.reap()
 
     session.refresh_from_db()
     task = project.tasks.get()
@@ -237,12 +237,12 @@ def test_a_session_lost_too_often_pauses_its_task_instead_of_retrying_forever(re
 
 def test_a_live_session_is_left_alone_by_the_reaper(replay_project):
     project = replay_project("alive", {"E1": [("A", [], "a.txt", "A")]})
-    scheduler.run_start(project=project)
+    lifecycle.run_start(project=project)
     session = project.sessions.get()
     AgentSession.objects.filter(pk=session.pk).update(status="running", lease_owner="busy-host:1",
                                                       heartbeat_at=timezone.now())
 
-    assert scheduler.reap()["requeued"] == []
+    assert reaper.reap()["requeued"] == []
     session.refresh_from_db()
     assert session.status == "running" and session.lease_owner == "busy-host:1"
 
@@ -265,7 +265,7 @@ def test_the_concurrency_limit_caps_claims(replay_project):
     wide = {"E1": [(f"T{n}", [], f"f{n}.txt", str(n)) for n in range(6)]}
     project = replay_project("wide", wide)
 
-    scheduler.run_start(project=project, max_concurrency=4)
+    lifecycle.run_start(project=project, max_concurrency=4)
 
     assert project.tasks.filter(status="running").count() == 4 and project.sessions.count() == 4
     scheduler.schedule(project_id=project.pk)
@@ -274,7 +274,7 @@ def test_the_concurrency_limit_caps_claims(replay_project):
 
 def test_a_sequential_run_works_one_task_at_a_time(replay_project):
     project = replay_project("seq", {"E1": [(f"T{n}", [], f"f{n}.txt", str(n)) for n in range(3)]})
-    scheduler.run_start(project=project, parallel=False)
+    lifecycle.run_start(project=project, parallel=False)
     assert project.tasks.filter(status="running").count() == 1
 
 
@@ -362,7 +362,7 @@ def test_cancelling_a_run_kills_a_running_command_within_seconds(claude, task):
     runs.set_project_status(task.project, "running")
     session = runs.session_create(project=task.project, task=task, kind="coding", model="m", provider="anthropic",
                                   workdir="")
-    worker = threading.Thread(target=lambda: (scheduler.task_session_execute(session=session), connection.close()))
+    worker = threading.Thread(target=lambda: (execution.task_session_execute(session=session), connection.close()))
     worker.start()
     deadline = time.monotonic() + 30
     while not session.events.filter(type="tool_use").exists() and time.monotonic() < deadline:
@@ -370,7 +370,7 @@ def test_cancelling_a_run_kills_a_running_command_within_seconds(claude, task):
     time.sleep(1)
     started = time.monotonic()
 
-    scheduler.run_cancel(project=task.project)
+    lifecycle.run_cancel(project=task.project)
     worker.join(timeout=30)
 
     assert not worker.is_alive() and time.monotonic() - started < 10

@@ -18,7 +18,7 @@ from django_q.tasks import async_task
 
 from apps.agents.models import AgentSession
 from apps.agents.services import session_create
-from apps.orchestration import scheduler
+from apps.orchestration import execution
 from apps.orchestration.models import ParallelBatch, Worktree
 from apps.orchestration.repository import repo_ensure
 from apps.orchestration.worktrees import branch_for, gitops, path_for, worktree_prepare
@@ -114,7 +114,7 @@ def conflicted(claude, repo_project):
 
     for task, word in ((first, "first"), (second, "second")):
         _script_write(claude, "shared.txt", f"{word}\n")
-        scheduler.task_session_execute(session=_session_for(task))
+        execution.task_session_execute(session=_session_for(task))
 
     first.refresh_from_db()
     assert first.status == Task.Status.DONE, first.last_error

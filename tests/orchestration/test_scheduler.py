@@ -11,7 +11,7 @@ from git import Repo
 
 from apps.agents.models import AgentSession
 from apps.core.errors import ConflictError
-from apps.orchestration import runs, scheduler
+from apps.orchestration import execution, lifecycle, runs
 from apps.orchestration.models import Worktree
 from apps.orchestration.worktrees import branch_for, path_for
 from apps.projects.services import project_create
@@ -28,7 +28,7 @@ def _session_for(task):
 
 
 def _execute(session):
-    scheduler.task_session_execute(session=session)
+    execution.task_session_execute(session=session)
     session.refresh_from_db()
     session.task.refresh_from_db()
     return session.task
@@ -59,7 +59,7 @@ def kvstore(settings, owner):
 
 def test_the_kvstore_example_is_planned_and_built_by_the_replay_model(kvstore):
     runs.jobs_drain(lambda: runs.planning_start(project=kvstore))
-    runs.jobs_drain(lambda: scheduler.run_start(project=kvstore))
+    runs.jobs_drain(lambda: lifecycle.run_start(project=kvstore))
 
     kvstore.refresh_from_db()
     assert kvstore.status == "completed"
@@ -138,10 +138,10 @@ def test_a_finished_session_cannot_continue(claude, task, one_attempt):
 def test_a_run_needs_a_plan_and_only_runs_once(project, planned_project):
     empty = project_create(owner=project.owner, name="Empty")
     with pytest.raises(ConflictError, match="no plan yet"):
-        scheduler.run_start(project=empty)
-    scheduler.run_start(project=planned_project)
+        lifecycle.run_start(project=empty)
+    lifecycle.run_start(project=planned_project)
     with pytest.raises(ConflictError, match="already running"):
-        scheduler.run_start(project=planned_project)
+        lifecycle.run_start(project=planned_project)
 
 
 @pytest.mark.jail
@@ -195,7 +195,7 @@ def test_cancelling_a_paused_session_cancels_its_task_and_frees_the_run(claude, 
     task.refresh_from_db()
     project.refresh_from_db()
     assert task.status == "cancelled" and project.status == "paused"
-    scheduler.run_start(project=project)  # not wedged in "running"
+    lifecycle.run_start(project=project)  # not wedged in "running"
     task.refresh_from_db()
     assert task.status == "running"  # the restarted run takes the cancelled task up again
 

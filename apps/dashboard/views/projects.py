@@ -18,7 +18,7 @@ from django.views.decorators.http import require_POST
 from apps.core.errors import YokeFlowError
 from apps.dashboard.views.common import project_context, project_for
 from apps.interventions.selectors import budget_paused
-from apps.orchestration import runs, scheduler
+from apps.orchestration import lifecycle, runs, scheduler
 from apps.orchestration.selectors import project_board, run_progress
 from apps.projects import selectors
 from apps.projects.events import event_last_seq, events_recent, project_live
@@ -111,12 +111,12 @@ def _act(request: HttpRequest, slug: str, action: Callable[[Project], object], d
 
 @require_POST
 def run_start(request: HttpRequest, slug: str) -> HttpResponse:
-    return _act(request, slug, lambda project: scheduler.run_start(project=project), "Run started")
+    return _act(request, slug, lambda project: lifecycle.run_start(project=project), "Run started")
 
 
 @require_POST
 def run_cancel(request: HttpRequest, slug: str) -> HttpResponse:
-    return _act(request, slug, lambda project: scheduler.run_cancel(project=project),
+    return _act(request, slug, lambda project: lifecycle.run_cancel(project=project),
                 "Run cancelled: running agents stop within a turn")
 
 

@@ -18,7 +18,7 @@ from apps.agents.services import session_request_pause
 from apps.core.errors import NotFoundError, YokeFlowError
 from apps.dashboard.views.common import project_context, project_for, safe_next
 from apps.interventions.models import PausedSession
-from apps.orchestration import scheduler
+from apps.orchestration import lifecycle
 
 TAIL = 150  # events shown when the page opens; older ones are a link to the full transcript API
 SESSIONS_SHOWN = 200
@@ -154,5 +154,5 @@ def session_pause(request: HttpRequest, session_id: int) -> HttpResponse:
 
 @require_POST
 def session_kill(request: HttpRequest, session_id: int) -> HttpResponse:
-    return _act(request, session_id, lambda s: scheduler.session_kill(session=s),
+    return _act(request, session_id, lambda s: lifecycle.session_kill(session=s),
                 f"Session #{session_id} is being stopped")

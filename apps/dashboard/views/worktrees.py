@@ -13,7 +13,7 @@ from django.views.decorators.http import require_POST
 
 from apps.core.errors import ValidationError, YokeFlowError, http_status
 from apps.dashboard.views.common import project_context, project_for
-from apps.orchestration import scheduler, selectors
+from apps.orchestration import selectors, worktree_actions
 from apps.orchestration.merging import MergeResult
 from apps.orchestration.models import Worktree
 from apps.projects.models import Project
@@ -57,7 +57,7 @@ def _page(request: HttpRequest, project: Project, *, status: int = 200, **extra:
 # --- the actions: each returns a message level and the text a person reads after the redirect ---------------------
 
 def _merge(request: HttpRequest, worktree: Worktree) -> tuple[int, str]:
-    return _outcome(worktree, scheduler.worktree_merge_request(worktree=worktree))
+    return _outcome(worktree, worktree_actions.worktree_merge_request(worktree=worktree))
 
 
 def _resolve(request: HttpRequest, worktree: Worktree) -> tuple[int, str]:
@@ -65,12 +65,12 @@ def _resolve(request: HttpRequest, worktree: Worktree) -> tuple[int, str]:
     if side not in SIDES:
         raise ValidationError(f"side: choose {', '.join(SIDES)}", code="invalid_fields",
                               details={"fields": {"side": [f"one of {', '.join(SIDES)}"]}})
-    return _outcome(worktree, scheduler.worktree_merge_request(worktree=worktree, side=side))
+    return _outcome(worktree, worktree_actions.worktree_merge_request(worktree=worktree, side=side))
 
 
 def _cleanup(request: HttpRequest, worktree: Worktree) -> tuple[int, str]:
     force = request.POST.get("force") == "on"
-    scheduler.worktree_delete(worktree=worktree, force=force)
+    worktree_actions.worktree_delete(worktree=worktree, force=force)
     discarded = " (uncommitted changes discarded)" if force else ""
     return messages.SUCCESS, f"Removed worktree {worktree.branch}, its directory and its branch{discarded}."
 
