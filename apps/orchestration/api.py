@@ -20,7 +20,7 @@ from apps.orchestration.schemas import (
     ResolveIn,
     WorktreeOut,
 )
-from apps.orchestration.worktrees import gitops, worktree_find
+from apps.orchestration.worktrees import gitmerge, worktree_find
 from apps.projects.schemas import TaskOut
 from apps.projects.selectors import project_get, task_get
 
@@ -130,7 +130,7 @@ def worktree_conflicts(request: HttpRequest, project_id: str, epic_id: str):
     """Checked now with `git merge-tree` (nothing is changed); a merged or removed worktree has none."""
     project = project_get(user=request.user, project_id=project_id)
     found = worktree_find(project, epic_id)
-    files = gitops.conflicts(project.repo_path, found.branch, into=project.default_branch) if found.is_live else []
+    files = gitmerge.conflicts(project.repo_path, found.branch, into=project.default_branch) if found.is_live else []
     return {"worktree_id": found.pk, "branch": found.branch, "into": project.default_branch,
             "conflicts": bool(files), "files": files}
 

@@ -41,7 +41,7 @@ from apps.core.retry import db_retry
 from apps.interventions.models import PauseType
 from apps.interventions.services import pause_open, pauses_close
 from apps.orchestration.models import MergeStep, Worktree
-from apps.orchestration.worktrees import gitops, repo_lock, session_home, worktree_remove
+from apps.orchestration.worktrees import gitmerge, gitops, repo_lock, session_home, worktree_remove
 from apps.projects.models import Epic, Project, Task, TestResult
 from apps.projects.services import task_transition
 
@@ -212,7 +212,7 @@ def merge_message(worktree: Worktree, tasks: list[Task], tip: str) -> str:
     keys = ", ".join(t.key for t in tasks) or worktree.branch
     titles = "\n".join(f"- {t.key}: {t.title}" for t in tasks)
     trailers = "".join(f"YokeFlow-Task: {t.key}\n" for t in tasks)
-    return f"Merge {keys} ({worktree.branch})\n\n{titles}\n\n{trailers}{gitops.TIP_TRAILER}: {tip}\n"
+    return f"Merge {keys} ({worktree.branch})\n\n{titles}\n\n{trailers}{gitmerge.TIP_TRAILER}: {tip}\n"
 
 
 def merge_worktree(*, worktree: Worktree, side: str | None = None) -> MergeResult:
@@ -252,11 +252,11 @@ def _record(worktree: Worktree, **fields: object) -> None:
 def _merge_locked(worktree: Worktree, tasks: list[Task], repo: Path, side: str | None) -> MergeResult:
     into = worktree.project.default_branch
     if worktree.merge_step in (MergeStep.MERGED, MergeStep.DONE, MergeStep.CLEANED):
-        return MergeResult(merged=gitops.main_restore(repo, into=into))  # only the tasks' completion is left
+        return MergeResult(merged=gitmerge.main_restore(repo, into=into))  # only the tasks' completion is left
     try:
-        base = gitops.main_restore(repo, into=into)
+        base = gitmerge.main_restore(repo, into=into)
         tip = _commit_step(worktree, repo)
-        found = gitops.merged_by(repo, tip, into=into)
+        found = gitmerge.merged_by(repo, tip, into=into)
         if found or gitops.is_ancestor(repo, tip, of=into):  # on main already: a merge cut off, or nothing new
             _record_merged(worktree, found or "")
             return MergeResult(merged=base)
@@ -264,7 +264,7 @@ def _merge_locked(worktree: Worktree, tasks: list[Task], repo: Path, side: str |
         candidate = _verified_candidate(worktree, tasks, repo, base, tip, side)
         if isinstance(candidate, MergeResult):
             return candidate
-        gitops.advance(repo, into=into, to=candidate, expected=base)
+        gitmerge.advance(repo, into=into, to=candidate, expected=base)
         fault_point("after-merge")
     except gitops.WorktreeConflictError as exc:
         _pause(worktree, tasks, f"merge_conflict: merging {worktree.branch} into {into} would conflict in "
@@ -301,11 +301,11 @@ def _verified_candidate(worktree: Worktree, tasks: list[Task], repo: Path, base:
     if worktree.merge_step == MergeStep.VERIFIED and worktree.merge_candidate and not side and \
             _parents(repo, worktree.merge_candidate)[:1] == [base]:
         return worktree.merge_candidate
-    candidate = gitops.merge_candidate(repo, worktree.branch, into=into, strategy=worktree.project.merge_strategy,
+    candidate = gitmerge.merge_candidate(repo, worktree.branch, into=into, strategy=worktree.project.merge_strategy,
                                        side=side, message=merge_message(worktree, tasks, tip))
     failures = [failure for task in tasks for failure in acceptance_run(task=task, workdir=repo)]
     if failures:
-        gitops.main_restore(repo, into=into)
+        gitmerge.main_restore(repo, into=into)
         _pause(worktree, tasks, "acceptance tests failed on the merged result, so it was not merged: "
                                 + "; ".join(failures))
         return MergeResult(failures=failures)
@@ -328,7 +328,7 @@ def _record_merged(worktree: Worktree, commit: str) -> None:
 
 def _restore_quietly(repo: Path, into: str) -> None:
     try:
-        gitops.main_restore(repo, into=into)
+        gitmerge.main_restore(repo, into=into)
     except YokeFlowError as exc:  # the next merge restores it again; the pause says what failed first
         log.warning("could not restore %s after a failed merge: %s", repo, exc.message)
 
@@ -393,7 +393,7 @@ def worktree_cleanup(*, worktree: Worktree) -> bool:
 
 def _reason_to_keep(worktree: Worktree, repo: Path, into: str) -> str:
     tip = gitops.branch_tip(repo, worktree.branch)
-    if tip is not None and not (gitops.is_ancestor(repo, tip, of=into) or gitops.merged_by(repo, tip, into=into)):
+    if tip is not None and not (gitops.is_ancestor(repo, tip, of=into) or gitmerge.merged_by(repo, tip, into=into)):
         return f"its branch tip {tip[:12]} is not on {into}"
     path = Path(worktree.path)
     if path.is_dir() and gitops.worktree_status(path, base=into)["dirty"]:

@@ -18,7 +18,7 @@ from apps.core.models import AuditEvent
 from apps.orchestration import execution, reaper, runs
 from apps.orchestration.merging import merge_message, worktree_cleanup
 from apps.orchestration.models import Worktree
-from apps.orchestration.worktrees import gitops, worktree_prepare
+from apps.orchestration.worktrees import gitmerge, gitops, worktree_prepare
 from apps.projects.models import Task
 from apps.projects.services import task_transition
 
@@ -71,12 +71,12 @@ def test_a_merge_cut_off_after_main_moved_records_its_own_commit_not_the_newest(
     # The dead worker had moved main to its merge (no record of it), then another merge landed on top.
     tip = gitops.branch_tip(repo, worktree.branch)
     base = gitops.branch_tip(repo, "main")
-    mine = gitops.merge_candidate(repo, worktree.branch, message=merge_message(worktree, [task], tip))
-    gitops.advance(repo, into="main", to=mine, expected=mine if base == mine else base)
+    mine = gitmerge.merge_candidate(repo, worktree.branch, message=merge_message(worktree, [task], tip))
+    gitmerge.advance(repo, into="main", to=mine, expected=mine if base == mine else base)
     other = gitops.worktree_create(repo, "yf/other")
     (other / "other.txt").write_text("x")
     gitops.worktree_commit(other, "other")
-    newest = gitops.merge(repo, "yf/other", message="Merge other")
+    newest = gitmerge.merge(repo, "yf/other", message="Merge other")
     Worktree.objects.filter(pk=worktree.pk).update(merge_task_ids=[task.pk], merge_step="verified")
 
     runs.jobs_drain(lambda: execution.task_finish(task=task))

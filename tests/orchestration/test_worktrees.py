@@ -11,15 +11,13 @@ from hypothesis import strategies as st
 
 from apps.core.errors import GitError, ValidationError
 from apps.orchestration import repository
+from apps.orchestration.worktrees import gitmerge
 from apps.orchestration.worktrees import gitops as worktrees
+from apps.orchestration.worktrees.gitmerge import conflicts, merge, resolve, sync_from
 from apps.orchestration.worktrees.gitops import (
     WorktreeConflictError,
     branch_name,
-    conflicts,
-    merge,
     reconcile,
-    resolve,
-    sync_from,
     worktree_commit,
     worktree_create,
     worktree_list,
@@ -301,7 +299,7 @@ def test_merge_with_a_conflict_raises_and_changes_nothing(two_conflicting):
 
 def test_a_merge_that_fails_after_the_check_is_rolled_back(two_conflicting, monkeypatch):
     repo, _ = two_conflicting
-    monkeypatch.setattr(worktrees, "conflicts", lambda *args, **kwargs: [])  # as if main moved after the check
+    monkeypatch.setattr(gitmerge, "conflicts", lambda *args, **kwargs: [])  # as if main moved after the check
     before = snapshot(repo)
     for strategy in ("merge", "squash"):
         with pytest.raises(WorktreeConflictError) as caught:

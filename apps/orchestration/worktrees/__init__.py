@@ -1,7 +1,7 @@
 """Worktrees: their records, naming, bootstrap, ports, lock and reconciliation (`records.py`), and the git they
-run (`gitops.py`)."""
+run (`gitops.py`; merging back in `gitmerge.py`)."""
 
-from apps.orchestration.worktrees import gitops
+from apps.orchestration.worktrees import gitmerge, gitops
 from apps.orchestration.worktrees.records import (
     MAX_SETUP_LOG,
     ProjectReconciliation,
@@ -19,6 +19,7 @@ from apps.orchestration.worktrees.records import (
 )
 
 __all__ = [
+    "gitmerge",
     "gitops",
     "MAX_SETUP_LOG",
     "ProjectReconciliation",

@@ -13,7 +13,7 @@ import unicodedata
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from apps.core.errors import Category, GitError, ValidationError
+from apps.core.errors import Category, GitError
 from apps.orchestration.repository import check_config as _check_config
 from apps.orchestration.repository import current_branch as _current_branch
 from apps.orchestration.repository import git_failure as _failure
@@ -22,9 +22,6 @@ from apps.orchestration.repository import git_run as _run
 
 WORKTREES_DIR = "worktrees"
 BRANCH_MAX = 200
-MERGE_STRATEGIES = ("merge", "squash")
-TIP_TRAILER = "YokeFlow-Branch-Tip"  # names the branch commit a merge commit brings in
-RESOLVE_SIDES = ("ours", "theirs", "manual")
 _RESERVED = frozenset({"con", "prn", "aux", "nul", *(f"com{n}" for n in range(1, 10)),
                        *(f"lpt{n}" for n in range(1, 10))})
 
@@ -120,12 +117,12 @@ def worktree_path(repo_path: Path, branch: str) -> Path:
 # --------------------------------------------------------------------------------------------------
 
 
-def _check_branch_name(cwd: Path, branch: str) -> None:
+def check_branch_name(cwd: Path, branch: str) -> None:
     if _run(cwd, "check-ref-format", "--branch", branch).returncode != 0 or branch.startswith("-"):
         raise GitError(f"{branch!r} is not a valid branch name", code="invalid_branch")
 
 
-def _check_revision(revision: str) -> None:
+def check_revision(revision: str) -> None:
     # Revisions are passed where git also accepts options; one starting with "-" would be read as an option.
     if not revision or revision.startswith("-"):
         raise GitError(f"{revision!r} is not a valid revision", code="invalid_branch")
@@ -135,11 +132,11 @@ def _branch_exists(cwd: Path, branch: str) -> bool:
     return _run(cwd, "rev-parse", "--verify", "--quiet", f"refs/heads/{branch}").returncode == 0
 
 
-def _head(cwd: Path) -> str:
+def head(cwd: Path) -> str:
     return _git(cwd, "rev-parse", "HEAD").strip()
 
 
-def _is_clean(cwd: Path) -> bool:
+def is_clean(cwd: Path) -> bool:
     return not _git(cwd, "status", "--porcelain").strip()
 
 
@@ -170,8 +167,8 @@ def worktree_create(repo_path: Path, branch: str, *, base: str = "main") -> Path
     """The worktree for `branch` (created from `base` if the branch is new); an existing one is reused as it is."""
     repo_path = Path(repo_path)
     _check_config(repo_path)
-    _check_branch_name(repo_path, branch)
-    _check_revision(base)
+    check_branch_name(repo_path, branch)
+    check_revision(base)
     path = worktree_path(repo_path, branch)
     registered = _registered_at(repo_path, path)
     if registered is not None and not registered.prunable:
@@ -216,10 +213,10 @@ def worktree_status(path: Path, *, base: str = "main") -> dict:
     """Branch, HEAD, uncommitted changes and how far the branch is ahead of and behind `base`."""
     path = Path(path)
     _check_config(path)
-    _check_revision(base)
+    check_revision(base)
     changed = _changed_files(path)
     counts = _git(path, "rev-list", "--left-right", "--count", f"{base}...HEAD").split()
-    return {"branch": _current_branch(path), "head": _head(path), "dirty": bool(changed), "changed": changed,
+    return {"branch": _current_branch(path), "head": head(path), "dirty": bool(changed), "changed": changed,
             "ahead": int(counts[1]), "behind": int(counts[0])}
 
 
@@ -239,15 +236,15 @@ def worktree_commit(path: Path, message: str) -> str | None:
     """Stage everything and commit on the worktree's branch; None when nothing changed."""
     path = Path(path)
     _check_config(path)
-    _worktree_branch(path)
+    worktree_branch(path)
     _git(path, "add", "-A")
     if not _git(path, "diff", "--cached", "--name-only").strip():
         return None
     _git(path, "commit", "--no-verify", "-q", "-m", message)
-    return _head(path)
+    return head(path)
 
 
-def _worktree_branch(path: Path) -> str:
+def worktree_branch(path: Path) -> str:
     """The branch checked out in the worktree at `path`, refusing one the agent switched to.
 
     The directory name encodes the branch, so a worktree whose HEAD moved to another branch (or was detached)
@@ -261,202 +258,6 @@ def _worktree_branch(path: Path) -> str:
     return branch
 
 
-def sync_from(path: Path, *, base: str = "main") -> str:
-    """Merge `base` into the worktree's branch; on a conflict nothing changes. Returns the new HEAD."""
-    path = Path(path)
-    _check_config(path)
-    _check_revision(base)
-    branch = _worktree_branch(path)
-    if _git(path, "status", "--porcelain", "--untracked-files=no").strip():
-        raise GitError(f"commit or discard the changes in {path} before syncing", code="worktree_dirty",
-                       recoverable=True)
-    files = _merge_tree(path, base, branch)
-    if files:
-        raise WorktreeConflictError(files, f"merging {base} into {branch} would conflict in {', '.join(files)}")
-    _merge_or_restore(path, "merge", "--no-edit", "--no-verify", "--no-verify-signatures", base)
-    return _head(path)
-
-
-# --------------------------------------------------------------------------------------------------
-# Merging back
-# --------------------------------------------------------------------------------------------------
-
-
-def conflicts(repo_path: Path, branch: str, *, into: str = "main") -> list[str]:
-    """The files that would conflict if `branch` were merged into `into`; [] when it merges cleanly.
-
-    `git merge-tree` merges in the object store only: no working tree or index is touched.
-    """
-    repo_path = Path(repo_path)
-    _check_config(repo_path)
-    _check_revision(into)
-    _check_branch_name(repo_path, branch)
-    return _merge_tree(repo_path, into, branch)
-
-
-def _merge_tree(cwd: Path, into: str, branch: str) -> list[str]:
-    args = ("merge-tree", "--write-tree", "--name-only", "--no-messages", "-z", into, branch)
-    done = _run(cwd, *args)
-    if done.returncode not in (0, 1):  # 1 means conflicts; anything else is a failure
-        raise _failure(args, done)
-    # -z output: the merged tree's id, then one NUL-terminated name per conflicted file.
-    return [name for name in done.stdout.split("\0")[1:] if name] if done.returncode == 1 else []
-
-
-def merge(repo_path: Path, branch: str, *, into: str = "main", strategy: str = "merge", message: str) -> str:
-    """Merge `branch` into `into` in the main repository; returns `into`'s new HEAD.
-
-    A merge that would conflict raises WorktreeConflictError before anything changes.
-    """
-    return _merge_now(Path(repo_path), branch, into=into, message=message, strategy=strategy)
-
-
-def resolve(repo_path: Path, branch: str, *, into: str = "main", side: str, message: str) -> str:
-    """Merge `branch` into `into`, settling conflicting hunks in favour of one side; returns the new HEAD.
-
-    "ours" keeps `into`'s version, "theirs" the branch's; "manual" is for a person: fix it in the worktree
-    (e.g. sync_from, edit, commit) and call merge again.
-    """
-    return _merge_now(Path(repo_path), branch, into=into, message=message, side=side)
-
-
-def _merge_now(repo_path: Path, branch: str, *, into: str, message: str, strategy: str = "merge",
-               side: str | None = None) -> str:
-    """Build the merge and move `into` to it at once (no test in between)."""
-    _check_revision(into)
-    base = _git(repo_path, "rev-parse", "--verify", f"refs/heads/{into}").strip()
-    head = merge_candidate(repo_path, branch, into=into, strategy=strategy, side=side, message=message)
-    advance(repo_path, into=into, to=head, expected=base)
-    return head
-
-
-def merge_candidate(repo_path: Path, branch: str, *, into: str = "main", strategy: str = "merge",
-                    side: str | None = None, message: str) -> str:
-    """Build the merge of `branch` into `into` on a detached HEAD at `into`'s tip and return its commit.
-
-    `into` itself does not move (see `advance`): the candidate can be tested first, and a crash in between leaves
-    the default branch as it was. With `side` ("ours"/"theirs") conflicting hunks are settled for that side;
-    without it a merge that would conflict raises WorktreeConflictError before anything changes.
-    """
-    if strategy not in MERGE_STRATEGIES:
-        raise ValidationError(f"strategy must be one of {', '.join(MERGE_STRATEGIES)}", code="invalid_strategy")
-    if side is not None and side not in RESOLVE_SIDES:
-        raise ValidationError(f"side must be one of {', '.join(RESOLVE_SIDES)}", code="invalid_side")
-    if side == "manual":
-        raise GitError(f"resolve the conflicts of {branch} in its worktree, commit, and merge again",
-                       code="manual_resolution", recoverable=True)
-    repo_path = Path(repo_path)
-    files = [] if side else conflicts(repo_path, branch, into=into)
-    if files:
-        raise WorktreeConflictError(files, f"merging {branch} into {into} would conflict in {', '.join(files)}")
-    _check_config(repo_path)
-    _check_branch_name(repo_path, branch)
-    _check_main(repo_path, into)
-    _git(repo_path, "checkout", "-q", "--detach", into)
-    try:
-        if strategy == "squash" and not side:
-            return _squash(repo_path, branch, message)
-        _merge_or_restore(repo_path, *_merge_args(message), *(("-X", side) if side else ()), branch)
-        return _head(repo_path)
-    except BaseException:
-        _git(repo_path, "checkout", "-q", "-f", into)
-        raise
-
-
-def advance(repo_path: Path, *, into: str, to: str, expected: str) -> None:
-    """Move `into` from `expected` to `to` in one compare-and-swap and check it out again; refuses if `into` moved
-    meanwhile (nothing changes then)."""
-    repo_path = Path(repo_path)
-    _check_revision(into)
-    done = _run(repo_path, "update-ref", "-m", "yokeflow: merge", f"refs/heads/{into}", to, expected)
-    if done.returncode != 0:
-        raise GitError(f"{into} moved while a merge was being tested (expected {expected[:12]})", code="main_moved",
-                       recoverable=True)
-    _git(repo_path, "checkout", "-q", "-f", into)
-    _git(repo_path, "clean", "-q", "-f", "-d")  # what the tests on the candidate left behind
-
-
-def parents(repo_path: Path, commit: str) -> list[str]:
-    _check_revision(commit)
-    return _git(Path(repo_path), "rev-list", "--parents", "-n", "1", commit, "--").split()[1:]
-
-
-def main_restore(repo_path: Path, *, into: str = "main") -> str:
-    """Put the main repository's working copy back on `into`, exactly at its tip; returns that tip.
-
-    YokeFlow owns this copy: a merge cut off by a crash may have left it detached, half-merged or holding test
-    output. Ignored files (such as `.env`) stay.
-    """
-    repo_path = Path(repo_path)
-    _check_config(repo_path)
-    _check_revision(into)
-    _run(repo_path, "merge", "--abort")  # fails harmlessly when no merge is in progress
-    _git(repo_path, "checkout", "-q", "-f", into)
-    _git(repo_path, "reset", "-q", "--hard", into)
-    _git(repo_path, "clean", "-q", "-f", "-d")
-    return _head(repo_path)
-
-
-def is_ancestor(repo_path: Path, commit: str, *, of: str) -> bool:
-    """Whether `commit` is reachable from `of` (so its work is on that branch)."""
-    _check_revision(commit)
-    _check_revision(of)
-    done = _run(Path(repo_path), "merge-base", "--is-ancestor", commit, of)
-    if done.returncode not in (0, 1):
-        raise _failure(("merge-base", "--is-ancestor", commit, of), done)
-    return done.returncode == 0
-
-
-def merged_by(repo_path: Path, tip: str, *, into: str = "main") -> str | None:
-    """The commit on `into`'s first-parent line that merged branch tip `tip` (found by its `YokeFlow-Branch-Tip`
-    trailer, so squash merges are found too); None when there is none."""
-    _check_revision(into)
-    found = _git(Path(repo_path), "log", "--first-parent", "--format=%H", "-F",
-                 f"--grep={TIP_TRAILER}: {tip}", "-n", "1", into, "--").strip()
-    return found or None
-
-
-def branch_tip(repo_path: Path, branch: str) -> str | None:
-    done = _run(Path(repo_path), "rev-parse", "--verify", "--quiet", f"refs/heads/{branch}")
-    return done.stdout.strip() if done.returncode == 0 else None
-
-
-def _merge_args(message: str) -> tuple[str, ...]:
-    # --no-edit: never an editor; --no-verify-signatures: a repository config must not make merges fail.
-    return ("merge", "--no-ff", "--no-edit", "--no-verify", "--no-verify-signatures", "-m", message)
-
-
-def _check_main(repo_path: Path, into: str) -> None:
-    head = _current_branch(repo_path)
-    if head != into:
-        raise GitError(f"the repository at {repo_path} is on {head or 'a detached HEAD'}, not {into}",
-                       code="wrong_branch")
-    if not _is_clean(repo_path):
-        raise GitError(f"the repository at {repo_path} has uncommitted changes", code="main_dirty", recoverable=True)
-
-
-def _squash(repo_path: Path, branch: str, message: str) -> str:
-    _merge_or_restore(repo_path, "merge", "--squash", "--no-verify-signatures", branch)
-    if not _git(repo_path, "diff", "--cached", "--name-only").strip():
-        return _head(repo_path)  # the branch brings nothing new: no empty commit
-    _git(repo_path, "commit", "--no-verify", "-q", "-m", message)
-    return _head(repo_path)
-
-
-def _merge_or_restore(cwd: Path, *args: str) -> None:
-    """Run a merge; if it fails, put HEAD, index and working tree back as they were and raise."""
-    before = _head(cwd)
-    done = _run(cwd, *args)
-    if done.returncode == 0:
-        return
-    unmerged = sorted(set(_git(cwd, "diff", "--name-only", "--diff-filter=U", "-z").split("\0")) - {""})
-    _run(cwd, "merge", "--abort")  # fails harmlessly when no merge is in progress (squash, refused merge)
-    _git(cwd, "reset", "-q", "--hard", before)
-    if unmerged:
-        raise WorktreeConflictError(unmerged)
-    raise _failure(args, done)
-
-
 # --------------------------------------------------------------------------------------------------
 # Removing and reconciling
 # --------------------------------------------------------------------------------------------------
@@ -466,7 +267,7 @@ def worktree_remove(repo_path: Path, branch: str, *, delete_branch: bool = True,
     """Remove `branch`'s worktree and (by default) the branch; what is already gone is not an error."""
     repo_path = Path(repo_path)
     _check_config(repo_path)
-    _check_branch_name(repo_path, branch)
+    check_branch_name(repo_path, branch)
     for info in _worktrees_of(repo_path, branch):
         _remove_worktree(repo_path, info.path, force=force)
     _git(repo_path, "worktree", "prune")  # a registration whose directory is gone still holds the branch
@@ -482,7 +283,7 @@ def _worktrees_of(repo_path: Path, branch: str) -> list[WorktreeInfo]:
 
 
 def _remove_worktree(repo_path: Path, path: Path, *, force: bool) -> None:
-    if not force and not _is_clean(path):
+    if not force and not is_clean(path):
         raise GitError(f"{path} has uncommitted changes; commit them or remove with force", code="worktree_dirty",
                        recoverable=True)
     # Given twice, --force also removes a locked worktree.
@@ -527,3 +328,28 @@ def _remove_strays(root: Path, registered: list[Path]) -> list[str]:
             _remove_dir(entry)
             removed.append(entry.name)
     return removed
+
+
+# --------------------------------------------------------------------------------------------------
+# Refs
+# --------------------------------------------------------------------------------------------------
+
+
+def parents(repo_path: Path, commit: str) -> list[str]:
+    check_revision(commit)
+    return _git(Path(repo_path), "rev-list", "--parents", "-n", "1", commit, "--").split()[1:]
+
+
+def is_ancestor(repo_path: Path, commit: str, *, of: str) -> bool:
+    """Whether `commit` is reachable from `of` (so its work is on that branch)."""
+    check_revision(commit)
+    check_revision(of)
+    done = _run(Path(repo_path), "merge-base", "--is-ancestor", commit, of)
+    if done.returncode not in (0, 1):
+        raise _failure(("merge-base", "--is-ancestor", commit, of), done)
+    return done.returncode == 0
+
+
+def branch_tip(repo_path: Path, branch: str) -> str | None:
+    done = _run(Path(repo_path), "rev-parse", "--verify", "--quiet", f"refs/heads/{branch}")
+    return done.stdout.strip() if done.returncode == 0 else None
