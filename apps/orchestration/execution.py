@@ -23,7 +23,8 @@ from apps.core.errors import ConflictError, YokeFlowError
 from apps.interventions.detectors import guards_for
 from apps.learning.domains import classify_domain
 from apps.learning.expertise import expertise_for_prompt
-from apps.orchestration.merging import acceptance_run, merge_lease, merge_worktree, worktree_cleanup, worktree_of_task
+from apps.orchestration.merge_lease import merge_lease, worktree_of_task
+from apps.orchestration.merging import acceptance_run, merge_worktree, worktree_cleanup
 from apps.orchestration.models import ParallelBatch, Worktree
 from apps.orchestration.runs import enqueue, session_pause_record
 from apps.orchestration.scheduler import ACTIVE_TASKS, schedule

@@ -14,7 +14,7 @@ from apps.agents.models import AgentSession, SessionKind, lease_cutoff
 from apps.agents.services import events_append, session_transition
 from apps.interventions.holds import holds_release
 from apps.orchestration.execution import batch_merge_if_barrier
-from apps.orchestration.merging import QUEUED
+from apps.orchestration.merge_lease import QUEUED
 from apps.orchestration.models import Worktree
 from apps.orchestration.runs import enqueue, session_requeue
 from apps.orchestration.scheduler import ACTIVE_TASKS, schedule

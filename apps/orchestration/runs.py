@@ -23,7 +23,7 @@ from apps.core.models import AuditAction
 from apps.interventions.detectors import BudgetGuard
 from apps.interventions.models import PausedSession, PauseType
 from apps.interventions.services import pause_open, pause_resolve, pauses_close
-from apps.orchestration.merging import QUEUED, merge_lease_refuse, worktree_of_task
+from apps.orchestration.merge_lease import QUEUED, merge_lease_refuse, worktree_of_task
 from apps.orchestration.models import Worktree
 from apps.orchestration.repository import repo_ensure
 from apps.projects.events import event_emit

@@ -10,7 +10,8 @@ from apps.core.audit import audit_record
 from apps.core.errors import ConflictError
 from apps.core.models import AuditAction
 from apps.orchestration.execution import task_finish
-from apps.orchestration.merging import MergeResult, merge_lease_refuse, merge_worktree
+from apps.orchestration.merge_lease import merge_lease_refuse
+from apps.orchestration.merging import MergeResult, merge_worktree
 from apps.orchestration.models import Worktree
 from apps.orchestration.scheduler import ACTIVE_TASKS, OPEN_SESSIONS, project_kick
 from apps.orchestration.worktrees import gitops, worktree_remove

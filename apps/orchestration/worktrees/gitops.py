@@ -1,5 +1,5 @@
 """Git worktrees for parallel work: one branch and one working directory per unit of work, merged back into the
-project's default branch. This is the git layer only; the package (`__init__`) keeps the `Worktree` records.
+project's default branch. This is the git layer only; `records.py` keeps the `Worktree` rows, `gitmerge.py` merges back.
 
 Layout: the main repository (a normal clone with a working tree) is `<root>/repo`; worktrees live in
 `<root>/worktrees/<branch with "/" -> "__">`.
