@@ -20,9 +20,7 @@ from __future__ import annotations
 
 import copy
 import difflib
-import re
 from collections.abc import Callable, Iterable
-from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 
 import git
@@ -31,55 +29,56 @@ from django.db import transaction
 from django.utils import timezone
 from django.utils.dateparse import parse_datetime
 
-from apps.agents.models import AgentSession, SessionEvent
+from apps.agents.models import AgentSession
 from apps.core.errors import ValidationError
 from apps.core.redaction import redact
-from apps.learning.domains import classify_domain, path_domains
+from apps.learning.domains import path_domains
 from apps.learning.models import ChangeType, ExpertiseFile, ExpertiseUpdate, empty_expertise
 from apps.projects.models import Domain, Project
 
 SECTIONS = {"failures": "Failures and their fixes", "techniques": "Techniques that worked",
             "patterns": "Effective tool patterns", "core_files": "Core files"}
+
+
 LISTS = tuple(SECTIONS)  # markdown order, also the order sections are given prompt lines
+
+
 REQUIRED = {"failures": {"command": str, "error": str, "fix": str, "at": datetime},
             "patterns": {"pattern": str, "uses": int, "last_seen": datetime},
             "core_files": {"path": str, "touches": int, "last_seen": datetime},
             "techniques": {"text": str, "at": datetime}}
+
+
 OPTIONAL = {"failures": {"task": "", "session": None}, "techniques": {"task": "", "session": None},
             "core_files": {"source": "session"}, "patterns": {}}
+
+
 SCAN_CAP = 50  # a scan seeds the file; sessions, not a directory listing, should fill it
-_EXCEPTION_LINE = re.compile(r"^(?:E\s+)?[\w.]*(?:Error|Exception|Exit|Interrupt)\b:")
-_PYTEST_DETAIL = re.compile(r"^E\s{2,}\S")
-_ERROR_WORDS = re.compile(r"Error|error|FAILED|No such|not found|denied|fatal:")
-_KIND = {"read_file": "r", "search_files": "r", "list_files": "r", "write_file": "e", "edit_file": "e",
-         "run_command": "x"}
 
 
-# --- rendering and the line cap ---------------------------------------------------------------------------------
-
-def _one_line(value: object) -> str:
+def one_line(value: object) -> str:
     # str.split() splits on every character splitlines() breaks at, so a bullet is always exactly one line.
     return " ".join(str("" if value is None else value).split())
 
 
-def _clean(text: object, limit: int) -> str:
-    text = redact(_one_line(text))
+def clean(text: object, limit: int) -> str:
+    text = redact(one_line(text))
     return text if len(text) <= limit else text[: limit - 1] + "…"
 
 
-def _ts(value: object) -> float:
+def ts(value: object) -> float:
     when = parse_datetime(value) if isinstance(value, str) else None
     if when is None:
         return 0.0  # unknown dates count as oldest: they go first when pruning
     return (when if timezone.is_aware(when) else when.replace(tzinfo=UTC)).timestamp()
 
 
-def _later(a: str, b: str) -> str:
-    return b if _ts(b) > _ts(a) else a
+def later(a: str, b: str) -> str:
+    return b if ts(b) > ts(a) else a
 
 
 def _bullet(key: str, item: dict) -> str:
-    f = {name: _one_line(value) for name, value in item.items()}
+    f = {name: one_line(value) for name, value in item.items()}
     day = f.get("at") or f.get("last_seen") or ""
     origin = ", ".join(x for x in (f.get("task"), day[:10]) if x)
     if key == "failures":
@@ -110,14 +109,14 @@ def _lines_for(counts: dict[str, int]) -> int:
 
 
 _PRUNE_ORDER: tuple[tuple[str, Callable[[dict], tuple]], ...] = (
-    ("failures", lambda i: (_ts(i.get("at")),)),
-    ("patterns", lambda i: (_ts(i.get("last_seen")),)),
-    ("techniques", lambda i: (_ts(i.get("at")),)),
-    ("core_files", lambda i: (_ts(i.get("last_seen")), i.get("touches") or 0)),
+    ("failures", lambda i: (ts(i.get("at")),)),
+    ("patterns", lambda i: (ts(i.get("last_seen")),)),
+    ("techniques", lambda i: (ts(i.get("at")),)),
+    ("core_files", lambda i: (ts(i.get("last_seen")), i.get("touches") or 0)),
 )
 
 
-def _normalized(content: dict | None) -> dict:
+def normalized(content: dict | None) -> dict:
     content = content or {}
     return {key: copy.deepcopy(list(content.get(key) or [])) for key in empty_expertise()}
 
@@ -131,7 +130,7 @@ def enforce_line_limit(content: dict, max_lines: int | None = None) -> tuple[dic
     """Prune oldest-first until the markdown fits: failures go first (they age fastest), then patterns, then
     techniques, core files last. Counted arithmetically (one line per item), then checked once for real."""
     limit = settings.EXPERTISE_MAX_LINES if max_lines is None else max_lines
-    pruned = _normalized(content)
+    pruned = normalized(content)
     counts = {key: len(pruned[key]) for key in LISTS}
     removed = dict.fromkeys(empty_expertise(), 0)
     for key, order in _PRUNE_ORDER:
@@ -145,8 +144,6 @@ def enforce_line_limit(content: dict, max_lines: int | None = None) -> tuple[dic
             removed[key] += 1
     return pruned, removed
 
-
-# --- storage --------------------------------------------------------------------------------------------------
 
 def _check_domain(domain: str) -> None:
     if domain not in Domain.values:
@@ -177,15 +174,15 @@ def expertise_history(*, project: Project, domain: str, limit: int = 50) -> list
     return list(updates.select_related("expertise", "session", "author").order_by("-created", "-id")[:limit])
 
 
-def _apply(*, expertise: ExpertiseFile, change: Callable[[dict], tuple[dict, str]], change_type: str,
+def expertise_apply(*, expertise: ExpertiseFile, change: Callable[[dict], tuple[dict, str]], change_type: str,
            session: AgentSession | None = None, author=None, always: bool = False,
            stamp: dict | None = None) -> ExpertiseUpdate | None:
     """The one writer. `change` runs on the locked row's content, so concurrent learners merge instead of losing
     each other's items. Returns None when nothing changed and `always` is off."""
     with transaction.atomic():
         row = ExpertiseFile.objects.select_for_update().get(pk=expertise.pk)
-        old = _normalized(row.content)
-        new, summary = change(_normalized(old))
+        old = normalized(row.content)
+        new, summary = change(normalized(old))
         changed = new != old
         if not changed and not always:
             return None
@@ -200,185 +197,14 @@ def _apply(*, expertise: ExpertiseFile, change: Callable[[dict], tuple[dict, str
                                     fromfile=f"v{before}", tofile=f"v{row.version}", lineterm="")
         update = ExpertiseUpdate.objects.create(
             expertise=row, session=session, author=author, version=row.version, change_type=change_type,
-            summary=_clean(summary, 500) or str(change_type), diff="\n".join(diff))
+            summary=clean(summary, 500) or str(change_type), diff="\n".join(diff))
     expertise.refresh_from_db()
     return update
 
 
-# --- learning from a session -----------------------------------------------------------------------------------
-
-@dataclass
-class _Call:
-    name: str
-    input: dict
-    at: str
-    ok: bool = False
-    done: bool = False
-    content: str = ""
-
-    @property
-    def command(self) -> str:
-        return " ".join(str(self.input.get("command", "")).split())
-
-    @property
-    def path(self) -> str:
-        return str(self.input.get("path", "")).removeprefix("./")
-
-
-def _text(value: object) -> str:
-    if isinstance(value, list):  # content blocks
-        return "\n".join(str(b.get("text", "")) if isinstance(b, dict) else str(b) for b in value)
-    return str(value or "")
-
-
-def _pair_calls(events: Iterable[SessionEvent]) -> list[_Call]:
-    calls, pending = [], {}
-    for event in events:
-        payload = event.payload or {}
-        if event.type == "tool_use":
-            call = _Call(str(payload.get("name", "")), payload.get("input") or {}, event.created.isoformat())
-            calls.append(call)
-            pending[payload.get("id")] = call
-        elif event.type == "tool_result" and (call := pending.pop(payload.get("tool_use_id"), None)):
-            call.done, call.ok, call.content = True, not payload.get("is_error"), _text(payload.get("content"))
-    return [call for call in calls if call.done]  # a call cut off by a crash taught nothing
-
-
-def _error_line(output: str) -> str:
-    lines = [line.strip() for line in output.splitlines()]
-    # An exception line beats pytest's "E " detail, which beats any line that merely mentions an error.
-    for pattern in (_EXCEPTION_LINE, _PYTEST_DETAIL, _ERROR_WORDS):
-        if found := next((line for line in lines if pattern.search(line)), None):
-            return _clean(re.sub(r"^E\s+", "", found), 200)
-    status = next((i for i, line in enumerate(lines) if line.startswith("exit code")), -1)
-    rest = [line for line in lines[status + 1:] if line and line != "(no output)"]
-    if rest:
-        return _clean(rest[0], 200)
-    # Only the status line is left; without its duration, so the same failure dedups across sessions.
-    return _clean(re.sub(r"\s*\([\d.]+ s\)", "", lines[status] if status >= 0 else output) or "no output", 200)
-
-
-def _unique(values: Iterable[str]) -> list[str]:
+def unique(values: Iterable[str]) -> list[str]:
     return list(dict.fromkeys(v for v in values if v))
 
-
-def _join(paths: list[str], shown: int = 5) -> str:
-    more = f" and {len(paths) - shown} more" if len(paths) > shown else ""
-    return ", ".join(paths[:shown]) + more
-
-
-def _fix_after(calls: list[_Call], index: int) -> str:
-    """What followed a failure: the edits up to the rerun that passed (or, failing a rerun, the next pass)."""
-    later = calls[index + 1:]
-    passing = [i for i, c in enumerate(later) if c.name == "run_command" and c.ok]
-    same = [i for i in passing if later[i].command == calls[index].command]
-    if not passing:
-        return ""
-    end = (same or passing)[0]
-    edited = _unique(c.path for c in later[:end] if c.ok and _KIND.get(c.name) == "e")
-    ran = _unique(f"`{c.command}`" for c in later[:end] if c.ok and c.name == "run_command")
-    steps = (["edited " + _join(edited)] if edited else []) + (["ran " + _join(ran, 3)] if ran else [])
-    passed = f"`{later[end].command}` passed"
-    return _clean("; ".join([*steps, "then " + passed]) if steps else passed, 300)
-
-
-def _failures(calls: list[_Call], task: str, session_id: int) -> list[dict]:
-    return [{"command": _clean(c.command, 300), "error": _error_line(c.content), "fix": _fix_after(calls, i),
-             "task": task, "session": session_id, "at": c.at}
-            for i, c in enumerate(calls) if c.name == "run_command" and not c.ok]
-
-
-def _patterns(calls: list[_Call]) -> list[dict]:
-    steps = [c for c in calls if c.ok and c.name in _KIND]
-    found = []
-    for match in re.finditer(r"r+e+x", "".join(_KIND[c.name] for c in steps)):
-        names = [c.name for c in steps[match.start():match.end()]]
-        collapsed = [n for i, n in enumerate(names) if i == 0 or n != names[i - 1]]
-        found.append({"pattern": " → ".join(collapsed), "uses": 1, "last_seen": steps[match.end() - 1].at})
-    return found
-
-
-def _core_files(calls: list[_Call]) -> list[dict]:
-    last = {c.path: c.at for c in calls if c.ok and _KIND.get(c.name) == "e" and c.path}
-    return [{"path": _clean(p, 300), "touches": 1, "last_seen": at, "source": "session"} for p, at in last.items()]
-
-
-def _techniques(session: AgentSession, events: list[SessionEvent], calls: list[_Call]) -> list[dict]:
-    ended = [e for e in events if e.type == "session_end"]
-    if not (any((e.payload or {}).get("status") == "completed" for e in ended) or session.status == "completed"):
-        return []
-    task, at = session.task, (ended or events)[-1].created.isoformat()
-    edited = _unique(c.path for c in calls if c.ok and _KIND.get(c.name) == "e")
-    passing = [c for c in calls if c.ok and c.name == "run_command"]
-    verified = [f"verified with `{passing[-1].command}`"] if passing else []  # the last pass is what counted
-    how = (["edited " + _join(edited)] if edited else []) + verified
-    notes = [str(c.input.get("note", "")) for c in calls if c.ok and c.name == "add_note"]
-    texts = ([f"{task.key} {task.title}: " + "; ".join(how)] if how else []) + notes
-    return [{"text": _clean(t, 400), "task": task.key, "session": session.pk, "at": at} for t in _unique(texts)]
-
-
-_IDENTITY: dict[str, Callable[[dict], object]] = {
-    "failures": lambda i: (i.get("command"), i.get("error")), "patterns": lambda i: i.get("pattern"),
-    "core_files": lambda i: i.get("path"), "techniques": lambda i: i.get("text"),
-}
-
-
-def _merge_item(key: str, old: dict, new: dict) -> None:
-    """A known item seen again: it is fresher, counts once more, and a fix found later fills an empty one."""
-    stamp = "last_seen" if key in ("patterns", "core_files") else "at"
-    old[stamp] = _later(old.get(stamp, ""), new[stamp])
-    if key == "failures":
-        old["fix"] = old.get("fix") or new["fix"]
-    elif key == "patterns":
-        old["uses"] = (old.get("uses") or 0) + new["uses"]
-    elif key == "core_files":
-        old.update(touches=(old.get("touches") or 0) + 1, source="session")
-
-
-def _merge(content: dict, lesson: dict[str, list[dict]]) -> None:
-    for key, identity in _IDENTITY.items():
-        known = {identity(item): item for item in content[key]}
-        for item in lesson[key]:
-            if (old := known.get(identity(item))) is not None:
-                _merge_item(key, old, item)
-            else:
-                content[key].append(item)
-                known[identity(item)] = item
-
-
-def _unlearned_events(expertise: ExpertiseFile, session: AgentSession) -> list[SessionEvent]:
-    # Counters (uses, touches) must not grow when a session is learned twice; a resumed session's later events
-    # still count, so only events after the last time this session was learned are read.
-    last = (ExpertiseUpdate.objects.filter(expertise=expertise, session=session, change_type=ChangeType.LEARNED)
-            .order_by("-created").values_list("created", flat=True).first())
-    events = session.events.order_by("seq")
-    return list(events.filter(created__gt=last) if last else events)
-
-
-def learn_from_session(*, session: AgentSession) -> ExpertiseUpdate | None:
-    if session.task_id is None:
-        return None
-    # The domain the session's prompt was given expertise from, so what it learned lands in the same file.
-    domain = session.task_type if session.task_type in Domain.values else classify_domain(session.task)
-    expertise = expertise_file(project=session.project, domain=domain)
-
-    def change(content: dict) -> tuple[dict, str]:
-        events = _unlearned_events(expertise, session)
-        if not events:
-            return content, ""
-        calls = _pair_calls(events)
-        lesson = {"failures": _failures(calls, session.task.key, session.pk), "patterns": _patterns(calls),
-                  "core_files": _core_files(calls), "techniques": _techniques(session, events, calls)}
-        _merge(content, lesson)
-        pruned, removed = enforce_line_limit(content)
-        found = ", ".join(f"{len(items)} {key.replace('_', ' ')}" for key, items in lesson.items() if items)
-        dropped = f"; pruned {sum(removed.values())} old items" if any(removed.values()) else ""
-        return pruned, f"learned from session {session.pk} ({session.task.key}): {found or 'nothing new'}{dropped}"
-
-    return _apply(expertise=expertise, change=change, change_type=ChangeType.LEARNED, session=session)
-
-
-# --- keeping it true to the repository -------------------------------------------------------------------------
 
 def _tracked_files(project: Project) -> list[str]:
     branch = project.default_branch
@@ -406,14 +232,14 @@ def validate_expertise(*, expertise: ExpertiseFile, now: datetime | None = None)
 
     def change(content: dict) -> tuple[dict, str]:
         files = [f for f in content["core_files"] if str(f.get("path", "")).removeprefix("./") in tracked]
-        fresh = [f for f in content["failures"] if _ts(f.get("at")) >= cutoff]
+        fresh = [f for f in content["failures"] if ts(f.get("at")) >= cutoff]
         gone, stale = len(content["core_files"]) - len(files), len(content["failures"]) - len(fresh)
         content.update(core_files=files, failures=fresh)
         removed = [*([_plural(gone, "missing file")] if gone else []),
                    *([f"{_plural(stale, 'failure')} older than {days} days"] if stale else [])]
         return content, "validated: " + (f"removed {', '.join(removed)}" if removed else "nothing stale")
 
-    return _apply(expertise=expertise, change=change, change_type=ChangeType.VALIDATED, always=True,
+    return expertise_apply(expertise=expertise, change=change, change_type=ChangeType.VALIDATED, always=True,
                   stamp={"validated_at": now})
 
 
@@ -433,16 +259,14 @@ def self_improve(*, expertise: ExpertiseFile) -> ExpertiseUpdate:
         content["core_files"] += [{"path": p, "touches": 0, "last_seen": now, "source": "scan"} for p in added]
         return enforce_line_limit(content)[0], f"scanned {len(files)} files: added {len(added)}"
 
-    return _apply(expertise=expertise, change=change, change_type=ChangeType.IMPROVED, always=True)
+    return expertise_apply(expertise=expertise, change=change, change_type=ChangeType.IMPROVED, always=True)
 
-
-# --- reading it into a prompt ----------------------------------------------------------------------------------
 
 _PROMPT_ORDER: dict[str, Callable[[dict], tuple]] = {  # sorted descending: best first
-    "failures": lambda i: (bool(i.get("fix")), _ts(i.get("at"))),
-    "techniques": lambda i: (_ts(i.get("at")),),
-    "patterns": lambda i: (i.get("uses") or 0, _ts(i.get("last_seen"))),
-    "core_files": lambda i: (i.get("touches") or 0, _ts(i.get("last_seen"))),
+    "failures": lambda i: (bool(i.get("fix")), ts(i.get("at"))),
+    "techniques": lambda i: (ts(i.get("at")),),
+    "patterns": lambda i: (i.get("uses") or 0, ts(i.get("last_seen"))),
+    "core_files": lambda i: (i.get("touches") or 0, ts(i.get("last_seen"))),
 }
 
 
@@ -476,8 +300,6 @@ def format_for_prompt(content: dict | None, *, limit: int | None = None) -> str:
 def expertise_for_prompt(*, project: Project, domain: str, limit: int | None = None) -> str:
     return format_for_prompt(expertise_read(project=project, domain=domain).content, limit=limit)
 
-
-# --- editing by hand -------------------------------------------------------------------------------------------
 
 def _invalid(field: str, problem: str) -> ValidationError:
     return ValidationError(f"{field}: {problem}", code="invalid_fields", details={"fields": {field: [problem]}})
@@ -513,5 +335,5 @@ def expertise_edit(*, expertise: ExpertiseFile, content: dict, author, summary: 
         clean[key] = [_checked_item(key, i, item) for i, item in enumerate(content[key])]
     if (lines := line_count(clean)) > settings.EXPERTISE_MAX_LINES:
         raise _invalid("content", f"{lines} lines; at most {settings.EXPERTISE_MAX_LINES} are kept")
-    return _apply(expertise=expertise, change=lambda _old: (clean, summary), change_type=ChangeType.EDITED,
+    return expertise_apply(expertise=expertise, change=lambda _old: (clean, summary), change_type=ChangeType.EDITED,
                   author=author, always=True)

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from apps.agents.models import AgentSession
-from apps.learning.expertise import learn_from_session
+from apps.learning.lessons import learn_from_session
 
 
 def learn(session_id: int) -> None:

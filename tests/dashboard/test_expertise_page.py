@@ -8,7 +8,8 @@ from datetime import UTC, datetime, timedelta
 
 import pytest
 
-from apps.learning.expertise import expertise_edit, expertise_file, learn_from_session
+from apps.learning.expertise import expertise_edit, expertise_file
+from apps.learning.lessons import learn_from_session
 from apps.learning.models import ExpertiseFile, ExpertiseUpdate
 from apps.orchestration.repository import repo_ensure
 from tests.learning.test_expertise import fixed_import_session, make_task

@@ -9,8 +9,8 @@ import pytest
 from django.core import mail
 from django.db import connection
 
-from apps.interventions.models import InterventionAction, NotificationPreference
 from apps.interventions.messages import pause_message, sms_body, webhook_format_for
+from apps.interventions.models import InterventionAction, NotificationPreference
 from apps.interventions.notifications import notify_pause
 from tests.interventions.fakes import FakeHTTPServer, closed_port_url
 

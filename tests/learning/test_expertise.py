@@ -22,12 +22,12 @@ from apps.learning.expertise import (
     expertise_history,
     expertise_read,
     format_for_prompt,
-    learn_from_session,
     line_count,
     render_markdown,
     self_improve,
     validate_expertise,
 )
+from apps.learning.lessons import learn_from_session
 from apps.learning.models import ExpertiseFile, ExpertiseUpdate
 from apps.projects.models import AcceptanceTest, Task
 
