@@ -3,6 +3,7 @@ itself back through others. Imports inside functions count as much as those at t
 
 from __future__ import annotations
 
+import ast
 import shutil
 import subprocess
 import sys
@@ -93,3 +94,22 @@ def test_the_cycle_finder_finds_a_cycle():
     graph.add_import(importer="a.y", imported="a.x")
     graph.add_import(importer="a.z", imported="a.x")
     assert _cycles(graph) == [["a.x", "a.y"]]
+
+
+MAX_LINES = 400
+
+
+def test_no_module_outside_migrations_is_over_400_lines():
+    long = {str(path.relative_to(ROOT)): n for path in (ROOT / "apps").rglob("*.py")
+            if "migrations" not in path.parts and (n := len(path.read_text().splitlines())) > MAX_LINES}
+    assert long == {}
+
+
+def test_packages_keep_names_not_logic_in_their_init():
+    """An `__init__.py` imports and lists names; functions and classes live in the package's modules."""
+    for init in (ROOT / "apps").rglob("__init__.py"):
+        if "migrations" in init.parts:
+            continue
+        tree = ast.parse(init.read_text())
+        defined = [node.name for node in tree.body if isinstance(node, (ast.FunctionDef, ast.ClassDef))]
+        assert defined == [], f"{init.relative_to(ROOT)} defines {defined}"
