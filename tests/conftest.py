@@ -15,6 +15,9 @@ from apps.projects.models import ProjectMembership
 from apps.projects.plan import plan_import
 from apps.projects.services import membership_set, project_create
 
+# The fixtures every test package shares (fake Claude, tasks, sessions, replay projects, pauses).
+pytest_plugins = ["tests.fixtures"]
+
 EXAMPLE_PLAN = Path(__file__).resolve().parent.parent / "examples" / "todo" / "plan.json"
 
 

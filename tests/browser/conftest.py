@@ -32,8 +32,6 @@ from typing import Any
 import pytest
 from playwright.sync_api import Browser, BrowserContext, Locator, Page, Playwright, sync_playwright
 
-from tests.orchestration.conftest import replay_project  # noqa: F401  (the live build tests use it)
-
 CHROMIUM = shutil.which("chromium")
 HERE = Path(__file__).resolve().parent
 SCREENSHOTS = HERE.parent.parent / "docs" / "screenshots"

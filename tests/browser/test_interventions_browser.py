@@ -12,22 +12,19 @@ from playwright.sync_api import Locator, Page, expect
 
 from apps.agents.models import AgentSession
 from apps.interventions.models import PausedSession
-from tests.agents.conftest import coding_session, task  # noqa: F401 - fixtures the pause fixtures need
 from tests.dashboard.test_interventions_page import budget_pause_open
-from tests.interventions import conftest as interventions_fixtures
 
 # Transactional: the live server runs in another thread and must see the rows the test writes (and vice versa).
 # serialized_rollback: the flush after a transactional test would otherwise recreate the content types under new
 # ids, and the later tests that restore the serialized database (tests/orchestration) would then collide with them.
 pytestmark = pytest.mark.django_db(transaction=True, serialized_rollback=True)
 
-pause = interventions_fixtures.pause  # olivia's "Todo service": its T1 coding session paused by the retry detector
 
 PAGE = "/interventions/"
 
 
 @pytest.fixture
-def budget_pause(coding_session) -> PausedSession:  # noqa: F811 - the imported fixture
+def budget_pause(coding_session) -> PausedSession:
     return budget_pause_open(coding_session)
 
 

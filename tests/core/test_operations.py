@@ -20,7 +20,7 @@ from apps.core.health import HEARTBEAT_NAME
 from apps.core.jobs import run_job
 from apps.core.logging import structured_formatter
 from apps.orchestration import lifecycle, runs
-from tests.orchestration.conftest import replay_project, replay_script  # noqa: F401
+from tests.fixtures import replay_script
 from tests.projects.test_cli import refused, yokeflow
 
 pytestmark = pytest.mark.django_db
@@ -39,7 +39,7 @@ def json_log():
     root.removeHandler(handler)
 
 
-def _leaky_project(replay_project):  # noqa: F811
+def _leaky_project(replay_project):
     """A one-task replay build whose agent runs a command that prints an API key."""
     project = replay_project("leaky", {"E1": [("A", [], "a.txt", "A")]})
     script = replay_script("a.txt", "A")
@@ -49,7 +49,7 @@ def _leaky_project(replay_project):  # noqa: F811
     return project
 
 
-def test_a_session_logs_json_lines_with_its_ids_and_no_secret(replay_project, json_log):  # noqa: F811
+def test_a_session_logs_json_lines_with_its_ids_and_no_secret(replay_project, json_log):
     project = _leaky_project(replay_project)
 
     runs.jobs_drain(lambda: lifecycle.run_start(project=project))
@@ -66,7 +66,7 @@ def test_a_session_logs_json_lines_with_its_ids_and_no_secret(replay_project, js
     assert lines[-1]["event"] == "the agent printed [redacted]"
 
 
-def test_a_transcript_shows_an_api_key_from_a_tool_output_redacted(replay_project):  # noqa: F811
+def test_a_transcript_shows_an_api_key_from_a_tool_output_redacted(replay_project):
     project = _leaky_project(replay_project)
 
     runs.jobs_drain(lambda: lifecycle.run_start(project=project))
@@ -78,7 +78,7 @@ def test_a_transcript_shows_an_api_key_from_a_tool_output_redacted(replay_projec
     assert project.sessions.get().checkpoint and KEY not in json.dumps(project.sessions.get().checkpoint.messages)
 
 
-def test_a_request_id_is_echoed_and_carried_into_the_agents_commit(replay_project, owner, api_client,  # noqa: F811
+def test_a_request_id_is_echoed_and_carried_into_the_agents_commit(replay_project, owner, api_client,
                                                                     django_capture_on_commit_callbacks):
     project = replay_project("traced", {"E1": [("A", [], "a.txt", "A")]})
     client = api_client(owner)
@@ -95,7 +95,7 @@ def test_a_request_id_is_echoed_and_carried_into_the_agents_commit(replay_projec
     assert client.get("/api/projects/", headers={"X-Request-ID": "bad id;rm"})["X-Request-ID"] != "bad id;rm"
 
 
-def test_metrics_after_a_replay_run_show_sessions_llm_tools_tasks_and_requests(replay_project, client, settings):  # noqa: F811
+def test_metrics_after_a_replay_run_show_sessions_llm_tools_tasks_and_requests(replay_project, client, settings):
     project = replay_project("measured", {"E1": [("A", [], "a.txt", "A"), ("B", ["A"], "b.txt", "B")]})
     runs.jobs_drain(lambda: lifecycle.run_start(project=project))
     client.get("/login/")

@@ -13,12 +13,9 @@ from apps.agents.services import session_create, session_transition
 from apps.interventions.models import PausedSession
 from apps.interventions.services import pause_open, pause_resolve, preference_update
 from apps.projects.services import project_create
-from tests.agents.conftest import coding_session, task  # noqa: F401 - fixtures the pause fixture needs
-from tests.interventions import conftest as interventions_fixtures
 
 pytestmark = pytest.mark.django_db
 
-pause = interventions_fixtures.pause  # a paused coding session of T1 in `project` (olivia's "Todo service")
 
 PAGE = "/interventions/"
 HTMX = {"HX-Request": "true"}
@@ -268,7 +265,7 @@ def budget_pause_open(session: AgentSession) -> PausedSession:
 
 
 @pytest.fixture
-def budget_pause(coding_session) -> PausedSession:  # noqa: F811 - the imported fixture
+def budget_pause(coding_session) -> PausedSession:
     """A coding session paused by the budget guard (see budget_pause_open)."""
     return budget_pause_open(coding_session)
 

@@ -14,8 +14,8 @@ from git import Repo
 from apps.agents.models import AgentSession
 from apps.orchestration import lifecycle
 from apps.orchestration.models import Worktree
+from tests.fixtures import replay_script
 from tests.orchestration.cluster import kill, start_cluster, wait_for
-from tests.orchestration.conftest import replay_script
 from tests.orchestration.test_parallel import TEN_TASKS, _main_files
 
 pytestmark = [pytest.mark.postgres, pytest.mark.django_db(transaction=True, serialized_rollback=True)]
