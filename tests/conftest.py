@@ -17,6 +17,9 @@ from apps.projects.services import membership_set, project_create
 
 # The fixtures every test package shares (fake Claude, tasks, sessions, replay projects, pauses).
 pytest_plugins = ["tests.fixtures"]
+# Tests that start real django-q2 clusters, worker processes, a database restart or a browser.
+SLOW_PATHS = ("tests/browser/", "tests/orchestration/test_cluster.py", "tests/orchestration/test_worker_process.py",
+              "tests/orchestration/test_database_restart.py", "tests/orchestration/test_crash_points.py")
 
 EXAMPLE_PLAN = Path(__file__).resolve().parent.parent / "examples" / "todo" / "plan.json"
 
@@ -24,6 +27,7 @@ EXAMPLE_PLAN = Path(__file__).resolve().parent.parent / "examples" / "todo" / "p
 def pytest_configure(config: pytest.Config) -> None:
     config.addinivalue_line("markers", "postgres: needs PostgreSQL (row locks, real concurrency)")
     config.addinivalue_line("markers", "jail: needs the command jail (bubblewrap with user namespaces)")
+    config.addinivalue_line("markers", "slow: real clusters, worker processes or a browser (-m 'not slow' skips)")
 
 
 @pytest.hookimpl(trylast=True)  # after pytest-django's own ordering (plain tests first, transactional ones after)
@@ -34,6 +38,11 @@ def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
     browser = [item for item in items if "tests/browser/" in str(item.path)]
     if browser:
         items[:] = [item for item in items if item not in browser] + browser
+
+
+def pytest_itemcollected(item: pytest.Item) -> None:
+    if any(part in str(item.path) for part in SLOW_PATHS):
+        item.add_marker(pytest.mark.slow)
 
 
 def pytest_runtest_setup(item: pytest.Item) -> None:
