@@ -30,16 +30,6 @@ def pytest_configure(config: pytest.Config) -> None:
     config.addinivalue_line("markers", "slow: real clusters, worker processes or a browser (-m 'not slow' skips)")
 
 
-@pytest.hookimpl(trylast=True)  # after pytest-django's own ordering (plain tests first, transactional ones after)
-def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
-    """The browser tests run last. A transactional test leaves the database flushed and, unless it restores a
-    serialized copy, with content types recreated under new ids; the serialized-rollback tests of
-    tests/orchestration then fail to restore theirs. Run before the browser tests they pass; after, they did not."""
-    browser = [item for item in items if "tests/browser/" in str(item.path)]
-    if browser:
-        items[:] = [item for item in items if item not in browser] + browser
-
-
 def pytest_itemcollected(item: pytest.Item) -> None:
     if any(part in str(item.path) for part in SLOW_PATHS):
         item.add_marker(pytest.mark.slow)

@@ -32,7 +32,7 @@ from apps.core.models import AuditAction
 from apps.core.redaction import redact, redact_value
 from apps.projects.events import event_emit
 from apps.projects.models import EventKind, Project, Task
-from apps.projects.services import task_transition
+from apps.projects.services import project_status_move, task_transition
 
 Status = SessionStatus
 
@@ -151,9 +151,7 @@ def _cancel_task_of(session: AgentSession) -> None:
     if project.status == Project.Status.RUNNING and not project.tasks.filter(
         status__in=(Task.Status.RUNNING, Task.Status.MERGING)
     ).exists():
-        Project.objects.filter(pk=project.pk).update(status=Project.Status.PAUSED, updated=timezone.now())
-        event_emit(project_id=project.pk, kind=EventKind.RUN_STATUS, status=Project.Status.PAUSED,
-                   previous=project.status)
+        project_status_move(project=project, to=Project.Status.PAUSED)
 
 
 def session_heartbeat(*, session: AgentSession) -> bool:

@@ -44,6 +44,12 @@ NOTIFY_SWITCH = {
 }
 
 
+# A pause is open until a person (or an automatic recovery) resolves it, once. Its state is the `resolved` flag;
+# `services` checks this table under the pause's row lock before resolving.
+PAUSE_OPEN, PAUSE_RESOLVED = "open", "resolved"
+PAUSE_TRANSITIONS: dict[str, frozenset[str]] = {PAUSE_OPEN: frozenset({PAUSE_RESOLVED}), PAUSE_RESOLVED: frozenset()}
+
+
 class PausedSession(BaseModel):
     Type = PauseType
     session = models.ForeignKey(AgentSession, on_delete=models.CASCADE, related_name="pauses")

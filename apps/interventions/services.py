@@ -18,7 +18,15 @@ from apps.core.audit import audit_record
 from apps.core.errors import ConflictError, ValidationError, YokeFlowError
 from apps.core.jobs import enqueue
 from apps.core.models import AuditAction
-from apps.interventions.models import InterventionAction, NotificationPreference, PausedSession, PauseType
+from apps.interventions.models import (
+    PAUSE_OPEN,
+    PAUSE_RESOLVED,
+    PAUSE_TRANSITIONS,
+    InterventionAction,
+    NotificationPreference,
+    PausedSession,
+    PauseType,
+)
 from apps.interventions.signals import pause_resolved
 from apps.projects.models import Project
 
@@ -115,7 +123,7 @@ def _mark_resolved(pause: PausedSession, *, by: str, notes: str, continued: bool
 
 
 def _check_open(pause: PausedSession) -> None:
-    if pause.resolved:
+    if PAUSE_RESOLVED not in PAUSE_TRANSITIONS[PAUSE_RESOLVED if pause.resolved else PAUSE_OPEN]:
         when = timezone.localtime(pause.resolved_at).strftime("%Y-%m-%d %H:%M:%S")
         raise ConflictError(f"pause #{pause.pk} was already resolved by {pause.resolved_by} at {when}; "
                             "a pause is resumed once", code="already_resolved", recoverable=False)

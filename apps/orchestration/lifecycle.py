@@ -17,11 +17,10 @@ from apps.core.errors import ConflictError
 from apps.core.models import AuditAction
 from apps.interventions.services import pauses_close
 from apps.orchestration.repository import repo_ensure
-from apps.orchestration.runs import set_project_status
 from apps.orchestration.scheduler import OPEN_SESSIONS, batches_plan, schedule_locked
 from apps.orchestration.worktrees import worktrees_reconcile
 from apps.projects.models import Project, Task
-from apps.projects.services import project_update, task_transition
+from apps.projects.services import project_status_move, project_update, task_transition
 
 TaskStatus = Task.Status
 SessionStatus = AgentSession.Status
@@ -47,7 +46,7 @@ def run_start(*, project: Project, parallel: bool | None = None, max_concurrency
             raise ConflictError(f"project {project.slug!r} is already running", code="already_running")
         for task in project.tasks.filter(status=TaskStatus.CANCELLED):  # a cancelled run's tasks are to do again
             task_transition(task=task, to=TaskStatus.PENDING)
-        set_project_status(project, Project.Status.RUNNING)
+        project_status_move(project=project, to=Project.Status.RUNNING)
         batches_plan(project=project)
         reaper_ensure()
         schedule_locked(project)
@@ -94,7 +93,7 @@ def run_cancel(*, project: Project) -> dict[str, int]:
         Project.objects.select_for_update(no_key=True).filter(pk=project.pk).first()
         for session in project.sessions.filter(status__in=OPEN_SESSIONS):
             counts[_cancel(session).status] += 1
-        set_project_status(project, Project.Status.PAUSED)
+        project_status_move(project=project, to=Project.Status.PAUSED)
         audit_record(action=AuditAction.RUN_CANCELLED, target=f"project {project.slug}", project=project,
                      details={"sessions": dict(counts)})
     return dict(counts)

@@ -36,9 +36,16 @@ from apps.interventions.models import PauseType
 from apps.interventions.services import pause_open, pauses_close
 from apps.orchestration.merge_lease import merge_lease
 from apps.orchestration.models import MergeStep, Worktree
-from apps.orchestration.worktrees import gitmerge, gitops, repo_lock, session_home, worktree_remove
+from apps.orchestration.worktrees import (
+    gitmerge,
+    gitops,
+    repo_lock,
+    session_home,
+    worktree_remove,
+    worktree_status_move,
+)
 from apps.projects.models import Epic, Project, Task, TestResult
-from apps.projects.services import task_transition
+from apps.projects.services import epic_status_move, task_transition
 
 MAX_EVIDENCE_CHARS = 20_000
 TaskStatus = Task.Status
@@ -104,11 +111,9 @@ def task_complete(*, task: Task) -> bool:
     if task.status == TaskStatus.DONE:
         return False  # a resumed merge finds it done already
     task_transition(task=task, to=TaskStatus.DONE, error="")
-    if epic.status == Epic.Status.DONE or epic.tasks.exclude(status__in=(TaskStatus.DONE, TaskStatus.CANCELLED)
-                                                               ).exists():
+    if epic.tasks.exclude(status__in=(TaskStatus.DONE, TaskStatus.CANCELLED)).exists():
         return False
-    return Epic.objects.filter(pk=epic.pk).exclude(status=Epic.Status.DONE).update(
-        status=Epic.Status.DONE, updated=timezone.now()) == 1
+    return epic_status_move(epic=epic, to=Epic.Status.DONE)
 
 
 # ------------------------------------------------------------------------------------------------ merging
@@ -149,7 +154,11 @@ def _waiting_tasks(worktree: Worktree) -> list[Task]:
     return [t for t in tasks if t.status in (TaskStatus.MERGING, TaskStatus.DONE)]
 
 
-def _record(worktree: Worktree, **fields: object) -> None:
+def _record(worktree: Worktree, status: str | None = None, **fields: object) -> None:
+    """Write the merge's progress (and a status move, checked against WORKTREE_TRANSITIONS) in one update."""
+    if status is not None:
+        db_retry(lambda: worktree_status_move(worktree, status, **fields))
+        return
     db_retry(lambda: Worktree.objects.filter(pk=worktree.pk).update(**fields, updated=timezone.now()))
     for name, value in fields.items():
         setattr(worktree, name, value)

@@ -17,6 +17,16 @@ class WorktreeStatus(models.TextChoices):
 
 
 LIVE_WORKTREE = (WorktreeStatus.ACTIVE, WorktreeStatus.CONFLICT)
+W = WorktreeStatus
+# A worktree lives (active, or in conflict until a person resolves it) and ends merged or removed; a merged one
+# whose directory is cleaned up stays merged. `worktrees.records.worktree_status_move` consults this table.
+WORKTREE_TRANSITIONS: dict[str, frozenset[str]] = {
+    W.ACTIVE: frozenset({W.CONFLICT, W.MERGED, W.REMOVED}),
+    W.CONFLICT: frozenset({W.ACTIVE, W.MERGED, W.REMOVED}),
+    W.MERGED: frozenset(),
+    W.REMOVED: frozenset(),
+}
+del W
 
 
 class MergeStep(models.TextChoices):

@@ -26,19 +26,10 @@ from apps.interventions.services import pause_open, pause_resolve, pauses_close
 from apps.orchestration.merge_lease import QUEUED, merge_lease_refuse, worktree_of_task
 from apps.orchestration.models import Worktree
 from apps.orchestration.repository import repo_ensure
-from apps.projects.events import event_emit
-from apps.projects.models import EventKind, Project, Task
-from apps.projects.services import task_transition, tasks_refresh_ready
+from apps.projects.models import Project, Task
+from apps.projects.services import project_status_move, task_transition, tasks_refresh_ready
 
 TaskStatus = Task.Status
-
-
-def set_project_status(project: Project, status: str) -> None:
-    previous = project.status
-    Project.objects.filter(pk=project.pk).update(status=status, updated=timezone.now())
-    project.status = status
-    if previous != status:
-        event_emit(project_id=project.pk, kind=EventKind.RUN_STATUS, status=status, previous=previous)
 
 
 # ------------------------------------------------------------------------------------------------ planning
@@ -68,7 +59,7 @@ def planning_execute(*, session: AgentSession, resume_message: str | None = None
     guards = [BudgetGuard(session.project_id)]  # the plan's calls count against the project's budget too
     result = planning_session_run(session=session, guards=guards, resume_message=resume_message, force=force)
     if result.imported:
-        set_project_status(session.project, Project.Status.PLANNED)
+        project_status_move(project=session.project, to=Project.Status.PLANNED)
     elif result.outcome.status == AgentSession.Status.PAUSED:
         session_pause_record(session=session, outcome=result.outcome)
     return result
@@ -202,4 +193,4 @@ def _resume_task(session: AgentSession) -> None:
     task = Task.objects.get(pk=session.task_id)
     if task.status == TaskStatus.PAUSED:
         task_transition(task=task, to=TaskStatus.RUNNING)
-    set_project_status(session.project, Project.Status.RUNNING)
+    project_status_move(project=session.project, to=Project.Status.RUNNING)

@@ -27,12 +27,12 @@ from apps.interventions.holds import hold_active
 from apps.interventions.selectors import budget_paused
 from apps.learning.model_selector import recommend_model
 from apps.orchestration.models import ParallelBatch
-from apps.orchestration.runs import enqueue, set_project_status
+from apps.orchestration.runs import enqueue
 from apps.orchestration.worktrees import branch_for, path_for
 from apps.projects.events import event_emit
 from apps.projects.models import Epic, EventKind, Project, Task
 from apps.projects.selectors import project_graph
-from apps.projects.services import task_transition, tasks_refresh_ready
+from apps.projects.services import epic_status_move, project_status_move, task_transition, tasks_refresh_ready
 
 TaskStatus = Task.Status
 SessionStatus = AgentSession.Status
@@ -121,7 +121,7 @@ def _candidates(project: Project, limit: int) -> list[Task]:
     # One running task per epic: they share the epic's worktree (a verified one waits there, committed).
     busy = set(project.tasks.filter(status=TaskStatus.RUNNING).values_list("epic_id", flat=True))
     chosen = []
-    for task in ready.filter(pk__in=batch.task_ids).order_by("priority", "position"):
+    for task in ready.filter(pk__in=batch.task_ids).select_related("epic").order_by("priority", "position"):
         if task.epic_id not in busy and len(chosen) < limit:
             chosen.append(task)
             busy.add(task.epic_id)
@@ -135,8 +135,8 @@ def _claim(project: Project, limit: int) -> list[Task]:
             claimed.append(task_transition(task=task, to=TaskStatus.RUNNING))  # conditional: someone may win
         except ConflictError:
             continue
-        Epic.objects.filter(pk=task.epic_id, status=Epic.Status.PENDING).update(
-            status=Epic.Status.IN_PROGRESS, updated=timezone.now())
+        if task.epic.status == Epic.Status.PENDING:
+            epic_status_move(epic=task.epic, to=Epic.Status.IN_PROGRESS)
     return claimed
 
 
@@ -154,16 +154,16 @@ def _run_finished(project: Project) -> None:
     """Nothing runs and nothing can be claimed: the run completed, or it waits for a person."""
     open_tasks = project.tasks.exclude(status__in=(TaskStatus.DONE, TaskStatus.CANCELLED))
     if not open_tasks.exists():
-        set_project_status(project, Project.Status.COMPLETED)
+        project_status_move(project=project, to=Project.Status.COMPLETED)
     elif open_tasks.filter(status=TaskStatus.FAILED).exists():
-        set_project_status(project, Project.Status.FAILED)
+        project_status_move(project=project, to=Project.Status.FAILED)
     else:
-        set_project_status(project, Project.Status.PAUSED)
+        project_status_move(project=project, to=Project.Status.PAUSED)
 
 
 def project_kick(*, project: Project) -> None:
     """After a person unblocked something (resolved a conflict, continued a session): run on if the run stopped."""
     project.refresh_from_db()
     if project.status in (Project.Status.PAUSED, Project.Status.FAILED):
-        set_project_status(project, Project.Status.RUNNING)  # the scheduler finishes it if nothing is left
+        project_status_move(project=project, to=Project.Status.RUNNING)  # the scheduler finishes it if nothing is left
     schedule(project_id=project.pk)

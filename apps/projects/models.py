@@ -275,23 +275,6 @@ class Task(BaseModel):
         return f"{self.key} {self.title}"
 
 
-S = Task.Status
-# The only legal task moves. Everything that changes a task's status goes through
-# `services.task_transition`, which consults this table and refuses anything else.
-TASK_TRANSITIONS: dict[str, frozenset[str]] = {
-    S.PENDING: frozenset({S.READY, S.BLOCKED, S.CANCELLED}),
-    S.READY: frozenset({S.PENDING, S.RUNNING, S.BLOCKED, S.CANCELLED}),
-    S.RUNNING: frozenset({S.MERGING, S.FAILED, S.PAUSED, S.CANCELLED, S.READY}),
-    S.MERGING: frozenset({S.DONE, S.PAUSED, S.FAILED, S.CANCELLED}),
-    S.PAUSED: frozenset({S.READY, S.RUNNING, S.MERGING, S.FAILED, S.CANCELLED}),
-    S.FAILED: frozenset({S.READY, S.CANCELLED}),
-    S.BLOCKED: frozenset({S.PENDING, S.READY, S.CANCELLED}),
-    S.CANCELLED: frozenset({S.PENDING}),
-    S.DONE: frozenset(),
-}
-del S
-
-
 class DependencyKind(models.TextChoices):
     HARD = "hard", "hard (must be done first)"
     SOFT = "soft", "soft (prefer after; does not block)"

@@ -35,7 +35,7 @@ from apps.projects.models import (
     Task,
     TaskDependency,
 )
-from apps.projects.services import tasks_refresh_ready
+from apps.projects.services import project_status_move, tasks_refresh_ready
 
 Key = Annotated[str, StringConstraints(pattern=KEY_PATTERN)]
 Title = Annotated[Text, StringConstraints(strip_whitespace=True, min_length=1, max_length=255)]
@@ -349,7 +349,8 @@ def _write_plan(project: Project, plan: PlanSpec, extra: list[Suggestion]) -> Im
         batch_size=2000,
     )
     tasks_refresh_ready(project=project)
-    Project.objects.filter(pk=project.pk, status=Project.Status.DRAFT).update(status=Project.Status.PLANNED)
+    if project.status == Project.Status.DRAFT:
+        project_status_move(project=project, to=Project.Status.PLANNED)
     return ImportResult(project, epics=len(epics), tasks=len(tasks), dependencies=len(deps), tests=len(tests))
 
 

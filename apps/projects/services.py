@@ -15,21 +15,24 @@ from django.utils.text import slugify
 
 from apps.core import metrics
 from apps.core.audit import audit_record
-from apps.core.errors import ConflictError, InvalidTransitionError, PermissionDeniedError, ValidationError
+from apps.core.errors import ConflictError, PermissionDeniedError, ValidationError
 from apps.core.models import AuditAction
 from apps.core.redaction import redact
-from apps.projects.events import task_event, tasks_event
+from apps.core.transitions import status_move, transition_check
+from apps.projects.events import event_emit, task_event, tasks_event
 from apps.projects.graph import DependencyGraph, Edge
 from apps.projects.models import (
     OWNER_ONLY_FIELDS,
     RESERVED_SLUGS,
-    TASK_TRANSITIONS,
+    Epic,
+    EventKind,
     Project,
     ProjectMembership,
     Task,
     TaskDependency,
 )
 from apps.projects.selectors import project_graph, task_get
+from apps.projects.transitions import EPIC_TRANSITIONS, PROJECT_TRANSITIONS, TASK_TRANSITIONS
 
 EDITABLE_PROJECT_FIELDS = frozenset(
     {"name", "spec", "default_branch", "parallel_enabled", "max_concurrency", "strategy", "merge_strategy",
@@ -152,15 +155,29 @@ def membership_set(*, project: Project, user: AbstractBaseUser, role: str | None
     return membership
 
 
+# ---------------------------------------------------------------- project run status, epic status
+
+
+def project_status_move(*, project: Project, to: str) -> bool:
+    """Move the project's run status (PROJECT_TRANSITIONS); True when it changed. Every writer of the run
+    status — run start and cancel, the scheduler, planning, a pause — goes through here."""
+    previous = status_move(project, to, PROJECT_TRANSITIONS, noun="project")
+    if previous is None:
+        return False
+    event_emit(project_id=project.pk, kind=EventKind.RUN_STATUS, status=to, previous=previous)
+    return True
+
+
+def epic_status_move(*, epic: Epic, to: str) -> bool:
+    """Move the epic (EPIC_TRANSITIONS); True when it changed, False when it was there already."""
+    return status_move(epic, to, EPIC_TRANSITIONS, noun="epic") is not None
+
+
 # ---------------------------------------------------------------- task status
 
 
 def task_check_transition(current: str, target: str) -> None:
-    if target not in Task.Status.values:
-        raise ValidationError(f"unknown task status {target!r}", code="invalid_status")
-    if target not in TASK_TRANSITIONS[current]:
-        allowed = ", ".join(sorted(TASK_TRANSITIONS[current])) or "none (final state)"
-        raise InvalidTransitionError(f"a task cannot go from {current} to {target}; allowed: {allowed}")
+    transition_check(TASK_TRANSITIONS, current, target, noun="task", stay=False)
 
 
 def task_transition(*, task: Task, to: str, error: str | None = None) -> Task:

@@ -30,6 +30,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from django.db import connections
 from playwright.sync_api import Browser, BrowserContext, Locator, Page, Playwright, sync_playwright
 
 CHROMIUM = shutil.which("chromium")
@@ -39,6 +40,7 @@ DESKTOP = (1280, 900)
 PHONE = (390, 844)
 # Fail fast: everything here runs against a local server, so 5 s without the expected state is a failure.
 TIMEOUT_MS = 5_000
+SERIALIZED: dict[str, str] = {}  # each database's serialized copy, as the test run stored it
 
 
 def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
@@ -64,6 +66,8 @@ def playwright() -> Iterator[Playwright]:
     """
     previous = os.environ.get("DJANGO_ALLOW_ASYNC_UNSAFE")
     os.environ["DJANGO_ALLOW_ASYNC_UNSAFE"] = "true"
+    SERIALIZED.update({alias: connections[alias]._test_serialized_contents for alias in connections
+                       if hasattr(connections[alias], "_test_serialized_contents")})
     driver = sync_playwright().start()
     try:
         yield driver
@@ -73,6 +77,19 @@ def playwright() -> Iterator[Playwright]:
             os.environ.pop("DJANGO_ALLOW_ASYNC_UNSAFE", None)
         else:
             os.environ["DJANGO_ALLOW_ASYNC_UNSAFE"] = previous
+
+
+@pytest.fixture(autouse=True)
+def _serialized_contents(playwright: Playwright) -> None:
+    """Keep serialized rollback working while Playwright runs. With its loop "running" in the main thread, Django's
+    connection handler hands the test a different connection object than the one the test database's serialized
+    copy was stored on; without that copy, the flush after a transactional test runs post_migrate, and PostgreSQL
+    (whose sequences a flush does not reset) recreates the content types under new ids — which every later
+    serialized-rollback test then collides with. Giving the copy to the connection the test sees keeps the
+    browser tests independent of their place in the run."""
+    for alias, contents in SERIALIZED.items():
+        if not hasattr(connections[alias], "_test_serialized_contents"):
+            connections[alias]._test_serialized_contents = contents
 
 
 @pytest.fixture(scope="package")

@@ -9,10 +9,9 @@ import pytest
 
 from apps.interventions.models import PausedSession
 from apps.orchestration import lifecycle, runs
-from apps.orchestration.runs import set_project_status
 from apps.projects.models import ProjectEvent
 from apps.projects.plan import plan_import
-from apps.projects.services import project_create, task_transition
+from apps.projects.services import project_create, project_status_move, task_transition
 from tests.factories import wide_plan
 from tests.orchestration.test_events import TWO_EPICS
 
@@ -44,7 +43,7 @@ def test_the_dashboard_has_a_lane_per_epic_and_a_card_per_task_with_its_batch(cl
 
 def test_a_live_board_answers_204_until_an_event_and_286_once_the_run_is_over(client, planned_project, owner):
     client.force_login(owner)
-    set_project_status(planned_project, "running")
+    project_status_move(project=planned_project, to="running")
     page = client.get("/projects/todo-service/").text
     seq = re.search(r'data-last-seq="(\d+)"', page).group(1)
     assert f"part=swimlanes&amp;after={seq}" in page and 'hx-trigger="every 2.0s"' in page
@@ -55,7 +54,7 @@ def test_a_live_board_answers_204_until_an_event_and_286_once_the_run_is_over(cl
     task_transition(task=planned_project.tasks.get(key="T1"), to="running")
     changed = client.get(f"/projects/todo-service/?part=swimlanes&after={seq}", headers=HTMX)
     progress_changed = client.get(f"/projects/todo-service/?part=progress&after={seq}", headers=HTMX)
-    set_project_status(planned_project, "paused")
+    project_status_move(project=planned_project, to="paused")
     over = client.get(f"/projects/todo-service/?part=swimlanes&after={seq}", headers=HTMX)
     progress_over = client.get("/projects/todo-service/?part=progress", headers=HTMX)
 
@@ -159,7 +158,7 @@ def test_the_swimlane_partial_of_a_2000_task_project_takes_at_most_12_queries(
         client, owner, django_assert_max_num_queries):
     project = project_create(owner=owner, name="Big", slug="big", spec="many tasks")
     plan_import(project=project, data=wide_plan(2000))
-    set_project_status(project, "running")
+    project_status_move(project=project, to="running")
     client.force_login(owner)
     client.get("/projects/big/")  # the session and user are loaded once per request anyway
 

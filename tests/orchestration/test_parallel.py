@@ -23,6 +23,7 @@ from apps.orchestration.models import ParallelBatch, Worktree
 from apps.orchestration.repository import repo_ensure
 from apps.orchestration.worktrees import worktree_prepare, worktrees_reconcile
 from apps.projects.models import Epic, Project, Task
+from apps.projects.services import project_status_move
 
 pytestmark = pytest.mark.django_db
 
@@ -326,7 +327,7 @@ def test_sixteen_concurrent_completions_across_epics_with_the_scheduler_never_de
         *({"key": f"T{e}{n}", "title": f"Task {e}{n}"} for n in range(4)),
         {"key": f"N{e}", "title": f"Next {e}", "depends_on": [f"T{e}0"]}]} for e in range(4)]})
     project.tasks.exclude(key__startswith="N").update(status="merging")
-    runs.set_project_status(project, "running")
+    project_status_move(project=project, to="running")
     ids = list(project.tasks.exclude(key__startswith="N").values_list("pk", flat=True))
     barrier, errors, epics_done = threading.Barrier(len(ids)), [], []
 
@@ -359,7 +360,7 @@ def test_cancelling_a_run_kills_a_running_command_within_seconds(claude, task):
     task.project.tasks.exclude(pk=task.pk).update(status="cancelled")
     claude.tool_use("run_command", {"command": "sleep 120", "timeout_seconds": 600})
     claude.text("never reached")
-    runs.set_project_status(task.project, "running")
+    project_status_move(project=task.project, to="running")
     session = runs.session_create(project=task.project, task=task, kind="coding", model="m", provider="anthropic",
                                   workdir="")
     worker = threading.Thread(target=lambda: (execution.task_session_execute(session=session), connection.close()))

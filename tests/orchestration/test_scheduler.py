@@ -14,7 +14,7 @@ from apps.core.errors import ConflictError
 from apps.orchestration import execution, lifecycle, runs
 from apps.orchestration.models import Worktree
 from apps.orchestration.worktrees import branch_for, path_for
-from apps.projects.services import project_create
+from apps.projects.services import project_create, project_status_move
 
 pytestmark = pytest.mark.django_db
 KVSTORE_SPEC = Path(__file__).resolve().parents[2] / "examples" / "kvstore" / "spec.md"
@@ -90,7 +90,7 @@ def test_a_task_whose_acceptance_tests_fail_is_retried_then_paused_and_nothing_r
         claude.tool_use("update_task_status", {"status": "done", "evidence": "trust me"})
         claude.text("Done.")
     project = task.project
-    runs.set_project_status(project, "running")
+    project_status_move(project=project, to="running")
 
     runs.jobs_drain(lambda: _execute(_session_for(task)))
 
@@ -106,7 +106,7 @@ def test_a_task_whose_acceptance_tests_fail_is_retried_then_paused_and_nothing_r
 def test_a_paused_session_pauses_its_task_and_continues_with_the_notes(claude, task):
     claude.tool_use("request_help", {"reason": "which file name?"})
     project = task.project
-    runs.set_project_status(project, "running")
+    project_status_move(project=project, to="running")
     session = _session_for(task)
     runs.jobs_drain(lambda: _execute(session))
     task.refresh_from_db()
@@ -185,7 +185,7 @@ def test_cancelling_a_paused_session_cancels_its_task_and_frees_the_run(claude, 
 
     claude.tool_use("request_help", {"reason": "stuck"})
     project = task.project
-    runs.set_project_status(project, "running")
+    project_status_move(project=project, to="running")
     session = _session_for(task)
     _execute(session)
     session.refresh_from_db()

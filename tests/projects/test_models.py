@@ -8,8 +8,9 @@ import pytest
 from django.db import IntegrityError, connection, transaction
 
 from apps.core.errors import ConflictError, InvalidTransitionError, ValidationError
-from apps.projects.models import TASK_TRANSITIONS, Epic, Project, Task, TaskDependency
+from apps.projects.models import Epic, Project, Task, TaskDependency
 from apps.projects.services import project_create, task_transition
+from apps.projects.transitions import TASK_TRANSITIONS
 
 pytestmark = pytest.mark.django_db
 

@@ -1,9 +1,8 @@
-"""What every page shares: the project (or a 404) for this user, and a refusal rendered instead of a 500."""
+"""What every project page shares: the project (or a 404) for this user, and the header's context."""
 
 from __future__ import annotations
 
 from django.http import Http404, HttpRequest
-from django.utils.http import url_has_allowed_host_and_scheme
 
 from apps.core.errors import NotFoundError
 from apps.projects import selectors
@@ -23,9 +22,3 @@ def project_context(request: HttpRequest, project: Project, current: str) -> dic
     """The header every project page shows: the project, the sub-navigation's current tab, may this user act."""
     return {"project": project, "current": current, "can_operate": selectors.can_operate(request.user, project)}
 
-
-def safe_next(request: HttpRequest) -> str:
-    """The posted `next` when it points into this site (a form sends people back where they were), else ""."""
-    back = request.POST.get("next", "")
-    safe = url_has_allowed_host_and_scheme(back, allowed_hosts={request.get_host()}, require_https=request.is_secure())
-    return back if safe else ""

@@ -15,14 +15,12 @@ from django.http import Http404, HttpRequest, HttpResponse
 from django.shortcuts import redirect, render
 from django.views.decorators.http import require_POST
 
-from apps.core.errors import ValidationError, YokeFlowError, http_status
+from apps.core.errors import YokeFlowError, http_status
+from apps.dashboard.forms import SUMMARY_MAX, ExpertiseActionForm, ExpertiseEditForm
 from apps.dashboard.views.common import project_context, project_for
 from apps.learning import expertise as learning
 from apps.learning.models import ExpertiseFile, ExpertiseUpdate
 from apps.projects.models import Domain, Project
-
-SUMMARY_MAX = 500  # ExpertiseUpdate.summary's length; longer text would be cut by the service anyway
-
 
 # --- the list of domains ---------------------------------------------------------------------------------------
 
@@ -65,11 +63,13 @@ def expertise_edit(request: HttpRequest, slug: str, domain: str) -> HttpResponse
     """`action` edit (the default), validate or improve; a refusal re-renders the domain page with the reason."""
     project = project_for(request, slug)  # an invisible project is a 404 before anything else
     _check_domain(domain)
+    actions = ExpertiseActionForm(request.POST)
+    edit = ExpertiseEditForm(request.POST) if actions.is_valid() and actions.cleaned_data["action"] == "edit" else None
     try:
         project_for(request, slug, operate=True)  # a viewer gets the selectors' PermissionDeniedError (403)
-        notice = _act(request, project, domain)
+        notice = _act(request, project, domain, actions.checked()["action"], edit)
     except YokeFlowError as exc:
-        return _refused(request, project, domain, exc)
+        return _refused(request, project, domain, exc, edit)
     messages.success(request, notice)
     return redirect("dashboard:expertise_domain", slug=project.slug, domain=domain)
 
@@ -104,32 +104,31 @@ def _sections(markdown: str) -> list[tuple[str, list[str]]]:
     return sections
 
 
-def _refused(request: HttpRequest, project: Project, domain: str, exc: YokeFlowError) -> HttpResponse:
+def _refused(request: HttpRequest, project: Project, domain: str, exc: YokeFlowError,
+             edit: ExpertiseEditForm | None) -> HttpResponse:
     """The page again with the reason; a refused edit keeps what the person typed so nothing is lost."""
     extra: dict[str, Any] = {"error": exc.message, "fields": sorted((exc.details or {}).get("fields", {}))}
-    if request.POST.get("action", "edit") == "edit":
-        extra.update(draft=request.POST.get("content", ""), summary=request.POST.get("summary", ""), edit_open=True)
+    if edit is not None:
+        edit.take(exc)
+        extra.update(draft=edit["content"].value() or "", summary=edit["summary"].value() or "", edit_open=True,
+                     edit_form=edit)
     return _domain_page(request, project, domain, status=http_status(exc), **extra)
 
 
 # --- the actions -----------------------------------------------------------------------------------------------
 
-def _act(request: HttpRequest, project: Project, domain: str) -> str:
-    action = request.POST.get("action", "edit")
-    run = ACTIONS.get(action)
-    if run is None:
-        raise ValidationError(f"action {action[:40]!r} is unknown; expected {', '.join(ACTIONS)}",
-                              code="unknown_action")
+def _act(request: HttpRequest, project: Project, domain: str, action: str, edit: ExpertiseEditForm | None) -> str:
     # One transaction: a refused edit or scan must not leave behind the empty file created to hold it.
     with transaction.atomic():
-        return run(request, learning.expertise_file(project=project, domain=domain))
+        file = learning.expertise_file(project=project, domain=domain)
+        if edit is not None:
+            return _edit(request, file, edit.checked())
+        return ACTIONS[action](request, file)
 
 
-def _edit(request: HttpRequest, file: ExpertiseFile) -> str:
-    content = _parsed(request.POST.get("content", ""))
-    summary = " ".join(request.POST.get("summary", "").split())[:SUMMARY_MAX] or "edited by hand"
-    _refuse_nul(summary, "summary")
-    update = learning.expertise_edit(expertise=file, content=content, author=request.user, summary=summary)
+def _edit(request: HttpRequest, file: ExpertiseFile, values: dict[str, Any]) -> str:
+    update = learning.expertise_edit(expertise=file, content=values["content"], author=request.user,
+                                     summary=values["summary"])
     return f"Saved {file.domain} expertise as version {update.version} ({update.summary})."
 
 
@@ -143,33 +142,5 @@ def _improve(request: HttpRequest, file: ExpertiseFile) -> str:
     return f"Repository scan for {file.domain}: {update.summary} (version {update.version})."
 
 
-ACTIONS: dict[str, Callable[[HttpRequest, ExpertiseFile], str]] = {
-    "edit": _edit, "validate": _validate, "improve": _improve}
+ACTIONS: dict[str, Callable[[HttpRequest, ExpertiseFile], str]] = {"validate": _validate, "improve": _improve}
 
-
-def _parsed(text: str) -> Any:
-    """The posted JSON, or a ValidationError naming where it broke (NaN and Infinity are not JSON: refused)."""
-    try:
-        content = json.loads(text, parse_constant=_no_constant)
-    except json.JSONDecodeError as exc:
-        raise _bad_json(f"line {exc.lineno}, column {exc.colno}: {exc.msg}") from None
-    except (ValueError, RecursionError) as exc:
-        raise _bad_json(str(exc) if isinstance(exc, ValueError) else "nested too deeply") from None
-    _refuse_nul(json.dumps(content), "content")
-    return content
-
-
-def _no_constant(name: str) -> Any:
-    raise ValueError(f"{name} is not a JSON value")
-
-
-def _bad_json(problem: str) -> ValidationError:
-    return ValidationError(f"content is not valid JSON: {problem}", code="invalid_json",
-                           details={"fields": {"content": [problem]}})
-
-
-def _refuse_nul(text: str, field: str) -> None:
-    # PostgreSQL stores no NUL character in text or JSON: refused here rather than failing in the database.
-    if "\x00" in text or "\\u0000" in text:
-        raise ValidationError(f"{field}: contains a NUL character", code="invalid_fields",
-                              details={"fields": {field: ["contains a NUL character"]}})

@@ -11,8 +11,7 @@ from django.urls import reverse
 from django.views.decorators.http import require_POST
 
 from apps.core.errors import NotFoundError, YokeFlowError, http_status
-from apps.core.validation import as_id
-from apps.dashboard.views.common import safe_next
+from apps.dashboard.forms import BudgetApproveForm, ResumeForm
 from apps.interventions import selectors as pauses
 from apps.interventions.models import PausedSession
 from apps.interventions.services import budget_approve as budget_approve_service
@@ -31,14 +30,16 @@ def interventions(request: HttpRequest) -> HttpResponse:
 @require_POST
 def intervention_resume(request: HttpRequest, pause_id: int) -> HttpResponse:
     """Resolve the pause, which continues its session; a refusal re-renders the page with the reason."""
+    form = ResumeForm(request.POST)
     try:
         pause = pauses.pause_get(user=request.user, pause_id=pause_id, operate=True)
-        pause = pause_resolve(pause=pause, by=request.POST.get("resolved_by", ""), notes=request.POST.get("notes", ""))
+        values = form.checked()
+        pause = pause_resolve(pause=pause, by=values["resolved_by"], notes=values["notes"])
     except NotFoundError as exc:
         raise Http404(exc.message) from None
     except YokeFlowError as exc:  # already resolved 409, no name 422, viewer 403: never a 500
-        failed = {"form": "resume", "pause_id": pause_id, "resolved_by": request.POST.get("resolved_by", ""),
-                  "notes": request.POST.get("notes", "")}
+        form.take(exc)
+        failed = {"form": "resume", "pause_id": pause_id, "bound": form}
         return _interventions_page(request, status=http_status(exc), error=exc.message, failed=failed)
     notice = f"Session #{pause.session_id} continues"
     if request.htmx:
@@ -52,19 +53,21 @@ def budget_approve(request: HttpRequest, slug: str) -> HttpResponse:
     """Raise the project's budget by the amount and continue its budget pauses; a refusal shows the reason.
 
     The project dashboard's form sends `next`: it comes back there, with the outcome as a message."""
-    amount = request.POST.get("amount", "")
-    back = safe_next(request)
+    form = BudgetApproveForm(request.POST, request=request)
+    back = form.back()
     try:
         project = selectors.project_get(user=request.user, project_id=slug, operate=True)
-        result = budget_approve_service(project=project, amount=amount, by=request.user.get_username(),
-                                        notes=request.POST.get("notes", ""))
+        values = form.checked()
+        result = budget_approve_service(project=project, amount=values["amount"], by=request.user.get_username(),
+                                        notes=values["notes"])
     except NotFoundError as exc:
         raise Http404(exc.message) from None
     except YokeFlowError as exc:  # bad amount 422, no budget 409, viewer 403
         if back:
             messages.error(request, exc.message)
             return redirect(back)
-        failed = {"form": "budget", "pause_id": as_id(request.POST.get("pause_id", "")), "amount": amount[:20]}
+        form.take(exc)
+        failed = {"form": "budget", "pause_id": form.cleaned_data.get("pause_id"), "bound": form}
         return _interventions_page(request, status=http_status(exc), error=exc.message, failed=failed)
     notice = (f"Budget of {project.name} raised to ${result['budget_usd']}; {len(result['resumed'])} session(s) "
               f"continue" + (f", {len(result['still_paused'])} still short" if result["still_paused"] else ""))

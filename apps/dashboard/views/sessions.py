@@ -16,7 +16,8 @@ from apps.agents.models import AgentSession, Checkpoint, SessionEvent
 from apps.agents.selectors import events_list, session_get, sessions_list
 from apps.agents.services import session_request_pause
 from apps.core.errors import NotFoundError, YokeFlowError
-from apps.dashboard.views.common import project_context, project_for, safe_next
+from apps.dashboard.forms import BackForm, SessionKillForm, SessionPauseForm
+from apps.dashboard.views.common import project_context, project_for
 from apps.interventions.models import PausedSession
 from apps.orchestration import lifecycle
 
@@ -132,27 +133,30 @@ DESCRIBE: dict[str, Callable[[dict], tuple[str, str]]] = {
 # ------------------------------------------------------------------------------------------------ actions
 
 
-def _act(request: HttpRequest, session_id: int, action: Callable[[AgentSession], object], done: str) -> HttpResponse:
+def _act(request: HttpRequest, session_id: int, form: BackForm, action: Callable[[AgentSession, dict], object],
+         done: str) -> HttpResponse:
     session = _session(request, session_id)
     try:
-        action(_session(request, session_id, operate=True))
-    except YokeFlowError as exc:  # a viewer, a finished session, no name: the reason on the page
+        values = form.checked()
+        action(_session(request, session_id, operate=True), values)
+    except YokeFlowError as exc:  # a viewer, a finished session, a bad field: the reason on the page
         messages.error(request, exc.message)
     else:
         messages.success(request, done)
-    back = safe_next(request)  # the dashboard's buttons come back to the dashboard
+    back = form.back()  # the dashboard's buttons come back to the dashboard
     return redirect(back) if back else redirect("dashboard:session", session_id=session.pk)
 
 
 @require_POST
 def session_pause(request: HttpRequest, session_id: int) -> HttpResponse:
     by = request.user.get_username()
-    return _act(request, session_id, lambda s: session_request_pause(
-        session=s, by=by, reason=request.POST.get("reason", "")[:200]),
-        f"Session #{session_id} pauses before its next model call")
+    return _act(request, session_id, SessionPauseForm(request.POST, request=request),
+                lambda s, values: session_request_pause(session=s, by=by, reason=values["reason"]),
+                f"Session #{session_id} pauses before its next model call")
 
 
 @require_POST
 def session_kill(request: HttpRequest, session_id: int) -> HttpResponse:
-    return _act(request, session_id, lambda s: lifecycle.session_kill(session=s),
+    return _act(request, session_id, SessionKillForm(request.POST, request=request),
+                lambda s, values: lifecycle.session_kill(session=s),
                 f"Session #{session_id} is being stopped")

@@ -11,16 +11,13 @@ from django.http import Http404, HttpRequest, HttpResponse
 from django.shortcuts import redirect, render
 from django.views.decorators.http import require_POST
 
-from apps.core.errors import ValidationError, YokeFlowError, http_status
+from apps.core.errors import YokeFlowError, http_status
+from apps.dashboard.forms import SIDES, WORKTREE_FORMS
 from apps.dashboard.views.common import project_context, project_for
 from apps.orchestration import selectors, worktree_actions
 from apps.orchestration.merging import MergeResult
 from apps.orchestration.models import Worktree
 from apps.projects.models import Project
-
-SIDES = {"ours": "ours: keep the default branch's side of each conflict",
-         "theirs": "theirs: keep the worktree's side of each conflict",
-         "manual": "manual: I fix it in the worktree myself"}
 
 
 def worktrees(request: HttpRequest, slug: str) -> HttpResponse:
@@ -32,14 +29,16 @@ def worktree_action(request: HttpRequest, slug: str, worktree_id: int, action: s
     """merge, resolve (with `side`) or cleanup (with `force`); a refusal re-renders the page with the reason."""
     project = project_for(request, slug)  # an invisible project, another project's worktree: 404 before anything
     worktree = selectors.worktrees_list(project=project).filter(pk=worktree_id).first()
-    run = ACTIONS.get(action)
-    if worktree is None or run is None:
+    run, form_class = ACTIONS.get(action), WORKTREE_FORMS.get(action)
+    if worktree is None or run is None or form_class is None:
         raise Http404(f"no worktree {worktree_id} with an action {action[:40]!r} in project {project.slug!r}")
+    form = form_class(request.POST)
     try:
         project_for(request, slug, operate=True)  # a viewer gets the selectors' PermissionDeniedError (403)
-        level, notice = run(request, worktree)
+        level, notice = run(worktree, form.checked())
     except YokeFlowError as exc:  # busy 409, not live 409, dirty 409, bad side 422, viewer 403
-        failed = {"id": worktree.pk, "action": action, "side": request.POST.get("side", "")}
+        form.take(exc)
+        failed = {"id": worktree.pk, "action": action, "bound": form}
         return _page(request, project, status=http_status(exc), error=f"{worktree.branch}: {exc.message}",
                      failed=failed)
     messages.add_message(request, level, notice)
@@ -56,26 +55,21 @@ def _page(request: HttpRequest, project: Project, *, status: int = 200, **extra:
 
 # --- the actions: each returns a message level and the text a person reads after the redirect ---------------------
 
-def _merge(request: HttpRequest, worktree: Worktree) -> tuple[int, str]:
+def _merge(worktree: Worktree, values: dict[str, Any]) -> tuple[int, str]:
     return _outcome(worktree, worktree_actions.worktree_merge_request(worktree=worktree))
 
 
-def _resolve(request: HttpRequest, worktree: Worktree) -> tuple[int, str]:
-    side = request.POST.get("side", "")
-    if side not in SIDES:
-        raise ValidationError(f"side: choose {', '.join(SIDES)}", code="invalid_fields",
-                              details={"fields": {"side": [f"one of {', '.join(SIDES)}"]}})
-    return _outcome(worktree, worktree_actions.worktree_merge_request(worktree=worktree, side=side))
+def _resolve(worktree: Worktree, values: dict[str, Any]) -> tuple[int, str]:
+    return _outcome(worktree, worktree_actions.worktree_merge_request(worktree=worktree, side=values["side"]))
 
 
-def _cleanup(request: HttpRequest, worktree: Worktree) -> tuple[int, str]:
-    force = request.POST.get("force") == "on"
-    worktree_actions.worktree_delete(worktree=worktree, force=force)
-    discarded = " (uncommitted changes discarded)" if force else ""
+def _cleanup(worktree: Worktree, values: dict[str, Any]) -> tuple[int, str]:
+    worktree_actions.worktree_delete(worktree=worktree, force=values["force"])
+    discarded = " (uncommitted changes discarded)" if values["force"] else ""
     return messages.SUCCESS, f"Removed worktree {worktree.branch}, its directory and its branch{discarded}."
 
 
-ACTIONS: dict[str, Callable[[HttpRequest, Worktree], tuple[int, str]]] = {
+ACTIONS: dict[str, Callable[[Worktree, dict[str, Any]], tuple[int, str]]] = {
     "merge": _merge, "resolve": _resolve, "cleanup": _cleanup}
 
 

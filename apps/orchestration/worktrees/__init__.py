@@ -15,6 +15,7 @@ from apps.orchestration.worktrees.records import (
     worktree_git_status,
     worktree_prepare,
     worktree_remove,
+    worktree_status_move,
     worktrees_reconcile,
 )
 
@@ -33,5 +34,6 @@ __all__ = [
     "worktree_git_status",
     "worktree_prepare",
     "worktree_remove",
+    "worktree_status_move",
     "worktrees_reconcile",
 ]

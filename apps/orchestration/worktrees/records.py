@@ -22,7 +22,8 @@ from django.utils import timezone
 
 from apps.agents.sandbox import run_command, scrubbed_env
 from apps.core.errors import ConflictError, GitError, NotFoundError, SandboxError
-from apps.orchestration.models import LIVE_WORKTREE, Worktree
+from apps.core.transitions import status_move
+from apps.orchestration.models import LIVE_WORKTREE, WORKTREE_TRANSITIONS, Worktree
 from apps.orchestration.repository import git_out, repo_ensure
 from apps.orchestration.worktrees import gitops
 from apps.projects.models import Epic, Project, Task
@@ -205,6 +206,14 @@ def worktree_git_status(worktree: Worktree) -> dict | None:
         return {"error": exc.message}
 
 
+# ------------------------------------------------------------------------------------------------ status
+
+
+def worktree_status_move(worktree: Worktree, to: str, **changes: object) -> None:
+    """Move the worktree's status (WORKTREE_TRANSITIONS), writing `changes` with it in the same update."""
+    status_move(worktree, to, WORKTREE_TRANSITIONS, noun="worktree", **changes)
+
+
 # ------------------------------------------------------------------------------------------------ remove
 
 
@@ -213,9 +222,8 @@ def worktree_remove(*, worktree: Worktree, force: bool = False, status: str = Wo
     project = worktree.project
     with repo_lock(project):
         gitops.worktree_remove(Path(project.repo_path), worktree.branch, force=force)
-    worktree.status = worktree.status if worktree.status == Worktree.Status.MERGED else status
-    worktree.removed_at = timezone.now()
-    worktree.save(update_fields=["status", "removed_at", "updated"])
+    target = worktree.status if worktree.status == Worktree.Status.MERGED else status
+    worktree_status_move(worktree, target, removed_at=timezone.now())
     shutil.rmtree(session_home(Path(worktree.path)), ignore_errors=True)
     return worktree
 
@@ -239,7 +247,6 @@ def worktrees_reconcile(*, project: Project) -> ProjectReconciliation:
     report = ProjectReconciliation(pruned=found.pruned, unknown=[str(p) for p in found.unknown])
     for worktree in live.filter(branch__in=found.missing_dirs):
         # Its directory is gone (deleted by hand, or a crash mid-create): the record no longer holds ports.
-        worktree.status, worktree.removed_at = Worktree.Status.REMOVED, timezone.now()
-        worktree.save(update_fields=["status", "removed_at", "updated"])
+        worktree_status_move(worktree, Worktree.Status.REMOVED, removed_at=timezone.now())
         report.missing.append(worktree.branch)
     return report
