@@ -11,29 +11,25 @@ How it is wired, and why:
   way (the management command's). It runs `python -m yokeflow.config report` as a child with
   YOKEFLOW_CONFIG_CHECK=1, the helpers' collect mode: a bad value is recorded as (NAME, problem) and replaced by
   its default. The child prints its findings as one JSON line; the parent prints one line per problem.
-* The child executes yokeflow/settings.py one top-level statement at a time, so a check written inline in the
-  settings (`if LOG_LEVEL not in …: raise ImproperlyConfigured(…)`) is recorded as well and the statements after
-  it still run. It then sets Django up on those (defaulted) values and adds the checks that need Django: the
-  database answers (with a short connect timeout), PROJECTS_ROOT is writable, git is on PATH, the provider key,
-  and what production needs when DEBUG is off.
+* The settings collect their own problems: every check in yokeflow/settings.py, of one value or of several,
+  goes through its `_invalid` helper, so the child simply imports the module. It then sets Django up on those
+  (defaulted) values and adds the checks that need Django: the database answers (with a short connect timeout),
+  PROJECTS_ROOT is writable, git is on PATH, the provider key, and what production needs when DEBUG is off.
 
 Errors make the command exit with the code of `apps.core.errors.ValidationError`; warnings are only reported.
 """
 
 from __future__ import annotations
-import __future__
 
 import argparse
-import ast
 import contextlib
 import importlib
-import importlib.util
 import json
 import os
-import re
 import shutil
 import subprocess
 import sys
+import traceback
 from collections.abc import Callable
 from dataclasses import asdict, dataclass
 from pathlib import Path
@@ -128,6 +124,8 @@ def report() -> int:
 def _check_everything() -> list[Problem]:
     os.environ[CHECK_ENV] = "1"
     base = _load_settings()
+    if base is None:
+        return _BROKEN + _git()
     problems = [Problem(ERROR, name, message) for name, message in base.config_problems]
     module = _settings_module(problems)
     problems += _production(module, problems)
@@ -142,45 +140,23 @@ def _check_everything() -> list[Problem]:
     return problems + _projects_root() + _provider()
 
 
-def _load_settings() -> ModuleType:
-    """Execute yokeflow/settings.py statement by statement, recording what raises and going on with the rest."""
-    importlib.import_module("yokeflow")
-    spec = importlib.util.find_spec(SETTINGS)
-    assert spec is not None and spec.origin is not None
-    module = importlib.util.module_from_spec(spec)
-    sys.modules[SETTINGS] = module  # an overlay (`from yokeflow.settings import *`) gets this one
-    sys.modules["yokeflow"].settings = module
-    tree = ast.parse(Path(spec.origin).read_text(), spec.origin)
-    flags = _future_flags(tree)
-    early: list[tuple[str, str]] = []  # what fails before the module's own list exists
-    for node in tree.body:
-        code = compile(ast.Module(body=[node], type_ignores=[]), spec.origin, "exec", flags=flags, dont_inherit=True)
-        try:
-            exec(code, module.__dict__)
-        except Exception as exc:  # an inline check, or a bug: report it, the statements after it still count
-            # Into the helpers' list, so the problems keep the order of the file.
-            module.__dict__.get("config_problems", early).append(_statement_problem(exc, node.lineno))
-    module.config_problems = early + module.__dict__.get("config_problems", [])
-    return module
+def _load_settings() -> ModuleType | None:
+    """Import yokeflow/settings.py in collect mode: its helpers record each bad value and go on with the default.
+    Only a bug in the file itself can still raise; that is reported as the one problem it is."""
+    try:
+        return importlib.import_module(SETTINGS)
+    except Exception as exc:
+        return _broken(exc)
 
 
-def _future_flags(tree: ast.Module) -> int:
-    # Each statement is compiled on its own, so `from __future__ import …` must be passed on explicitly.
-    names = [alias.name for node in tree.body if isinstance(node, ast.ImportFrom) and node.module == "__future__"
-             for alias in node.names]
-    flags = 0
-    for name in names:
-        flags |= getattr(__future__, name).compiler_flag
-    return flags
+def _broken(exc: Exception) -> None:
+    frame = next((f for f in reversed(traceback.extract_tb(exc.__traceback__)) if f.filename.endswith(".py")), None)
+    where = f" (line {frame.lineno} of {Path(frame.filename).name})" if frame else ""
+    _BROKEN.append(Problem(ERROR, "settings", f"the settings cannot be loaded{where}: {type(exc).__name__}: {exc}"))
+    return None
 
 
-def _statement_problem(exc: Exception, line: int) -> tuple[str, str]:
-    from django.core.exceptions import ImproperlyConfigured
-
-    message = str(exc) if isinstance(exc, ImproperlyConfigured) else (
-        f"yokeflow/settings.py line {line}: {type(exc).__name__}: {exc}")
-    variable = re.search(r"\b[A-Z][A-Z0-9_]{2,}", message)
-    return (variable.group(0) if variable else "settings", message)
+_BROKEN: list[Problem] = []
 
 
 def _settings_module(problems: list[Problem]) -> ModuleType | None:

@@ -1,8 +1,9 @@
 """YokeFlow settings: every value comes from the environment through the small helpers below.
 
 The helpers fail loudly (ImproperlyConfigured naming the variable and what was wrong) so a typo in a
-deployment shows up at start-up rather than as odd behaviour later. There is one settings module for
-every environment; `settings_test.py` only overlays what tests need.
+deployment shows up at start-up rather than as odd behaviour later. A check of several values at once calls
+`_invalid` too, never `raise` inline, so `yokeflow config validate` (collect mode) sees every problem in one
+import. There is one settings module for every environment; `settings_test.py` only overlays what tests need.
 """
 
 from __future__ import annotations
@@ -59,6 +60,14 @@ def envbool(name: str, default: bool = False) -> bool:
     if value.lower() in _FALSE:
         return False
     return _invalid(name, f"{name} must be a boolean (1/0, true/false, yes/no, on/off), got {value!r}", default)
+
+
+def envchoice(name: str, default: str, choices: tuple[str, ...], *, upper: bool = False) -> str:
+    value = env(name, default) or default
+    value = value.upper() if upper else value
+    if value not in choices:
+        return _invalid(name, f"{name}: {value!r} is not one of {', '.join(choices)}", default)
+    return value
 
 
 def envint(name: str, default: int, *, minimum: int | None = None) -> int:
@@ -155,17 +164,13 @@ ANTHROPIC_TIMEOUT = envint("ANTHROPIC_TIMEOUT", 300, minimum=1)  # seconds per r
 ANTHROPIC_MAX_RETRIES = envint("ANTHROPIC_MAX_RETRIES", 4, minimum=0)  # the SDK backs off on 429/529/5xx
 # Which provider plays the model: "auto" uses Claude when ANTHROPIC_API_KEY is set and the offline replay
 # model otherwise; "replay" forces the replay model even with a key.
-LLM_PROVIDER = env("LLM_PROVIDER", "auto")
-if LLM_PROVIDER not in {"auto", "anthropic", "replay"}:
-    raise ImproperlyConfigured(f"LLM_PROVIDER must be auto, anthropic or replay, not {LLM_PROVIDER!r}")
+LLM_PROVIDER = envchoice("LLM_PROVIDER", "auto", ("auto", "anthropic", "replay"))
 MODEL_TIERS = {
     "haiku": env("MODEL_HAIKU", "claude-haiku-5-5"),
     "sonnet": env("MODEL_SONNET", "claude-sonnet-5-5"),
     "opus": env("MODEL_OPUS", "claude-opus-5-5"),
 }
-DEFAULT_MODEL_TIER = env("DEFAULT_MODEL_TIER", "sonnet")
-if DEFAULT_MODEL_TIER not in MODEL_TIERS:
-    raise ImproperlyConfigured(f"DEFAULT_MODEL_TIER must be one of {', '.join(MODEL_TIERS)}")
+DEFAULT_MODEL_TIER = envchoice("DEFAULT_MODEL_TIER", "sonnet", tuple(MODEL_TIERS))
 # The replay model reads `<REPLAY_ROOT>/<project slug>/replay/<planning|TASK KEY>.json`.
 REPLAY_ROOT = Path(env("REPLAY_ROOT") or BASE_DIR / "examples").resolve()
 # Simulated model latency for the offline replay model: every scripted turn takes at least this long (the demo
@@ -176,9 +181,7 @@ AGENT_MAX_TOKENS = envint("AGENT_MAX_TOKENS", 8192, minimum=256)  # output token
 COMMAND_TIMEOUT = envint("COMMAND_TIMEOUT", 120, minimum=1)  # seconds for one run_command / acceptance test
 # The jail (apps/agents/jail.py): "jail" runs every agent or member command in bubblewrap and refuses to run
 # them when it cannot; "policy" runs them unjailed with only the command guard-rail (unsafe, warned everywhere).
-SANDBOX = env("SANDBOX", "jail")
-if SANDBOX not in {"jail", "policy"}:
-    raise ImproperlyConfigured(f"SANDBOX must be jail or policy, not {SANDBOX!r}")
+SANDBOX = envchoice("SANDBOX", "jail", ("jail", "policy"))
 SANDBOX_BWRAP = env("SANDBOX_BWRAP", "")  # the bwrap binary; empty: found on PATH
 SANDBOX_CGROUP = env("SANDBOX_CGROUP", "")  # a delegated cgroup v2 directory for the jails' cgroups
 SANDBOX_READONLY_PATHS = envlist("SANDBOX_READONLY_PATHS", [])  # more host paths the jail sees read-only
@@ -239,11 +242,13 @@ MODEL_COMPLEXITY_WEIGHTS = {
     "context_requirements": envfloat("MODEL_WEIGHT_CONTEXT", 0.20, minimum=0.0),
 }
 if not sum(MODEL_COMPLEXITY_WEIGHTS.values()) > 0:
-    raise ImproperlyConfigured("MODEL_WEIGHT_*: at least one complexity weight must be above 0")
+    MODEL_COMPLEXITY_WEIGHTS = _invalid("MODEL_WEIGHT_*", "MODEL_WEIGHT_*: at least one complexity weight must be "
+                                        "above 0", dict.fromkeys(MODEL_COMPLEXITY_WEIGHTS, 0.25))
 MODEL_HAIKU_BELOW = envfloat("MODEL_HAIKU_BELOW", 0.25, minimum=0.0)
 MODEL_OPUS_FROM = envfloat("MODEL_OPUS_FROM", 0.55, minimum=0.0)
 if not MODEL_HAIKU_BELOW <= MODEL_OPUS_FROM <= 1:
-    raise ImproperlyConfigured("need 0 <= MODEL_HAIKU_BELOW <= MODEL_OPUS_FROM <= 1")
+    MODEL_HAIKU_BELOW, MODEL_OPUS_FROM = _invalid("MODEL_HAIKU_BELOW", "need 0 <= MODEL_HAIKU_BELOW <= "
+                                                  "MODEL_OPUS_FROM <= 1", (0.25, 0.55))
 MODEL_HISTORY_MIN_SESSIONS = envint("MODEL_HISTORY_MIN_SESSIONS", 3, minimum=1)  # before history shifts a choice
 MODEL_HISTORY_UPGRADE_BELOW = envfloat("MODEL_HISTORY_UPGRADE_BELOW", 0.6, minimum=0.0)  # success rate → tier up
 MODEL_HISTORY_DOWNGRADE_FROM = envfloat("MODEL_HISTORY_DOWNGRADE_FROM", 0.9, minimum=0.0)  # cheaper tier this good
@@ -369,12 +374,8 @@ NINJA_PAGINATION_MAX_PER_PAGE_SIZE = 1000
 
 # Logs: structlog, JSON lines in production and readable lines in development (apps/core/logging.py). Errors are
 # written whatever LOG_LEVEL says. Secrets are redacted from every line.
-LOG_LEVEL = env("LOG_LEVEL", "INFO").upper()
-if LOG_LEVEL not in ("DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL"):
-    raise ImproperlyConfigured(f"LOG_LEVEL: {LOG_LEVEL!r} is not one of DEBUG, INFO, WARNING, ERROR, CRITICAL")
-LOG_FORMAT = env("LOG_FORMAT", "console" if DEBUG else "json")
-if LOG_FORMAT not in ("json", "console"):
-    raise ImproperlyConfigured(f"LOG_FORMAT: {LOG_FORMAT!r} is not json or console")
+LOG_LEVEL = envchoice("LOG_LEVEL", "INFO", ("DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL"), upper=True)
+LOG_FORMAT = envchoice("LOG_FORMAT", "console" if DEBUG else "json", ("json", "console"))
 LOGGING_CONFIG = None  # apps.core.logging configures logging once Django's apps are ready
 # Metrics at /metrics: open to a bearer token (METRICS_TOKEN) or to clients from these networks (CIDR list).
 METRICS_TOKEN = envsecret("METRICS_TOKEN")
