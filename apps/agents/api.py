@@ -9,7 +9,7 @@ from ninja import Query, Router
 from ninja.pagination import paginate
 
 from apps.agents import selectors, services
-from apps.agents.models import AgentSession, Checkpoint, ModelPrice
+from apps.agents.models import AgentSession
 from apps.agents.providers import deprecated_models, provider_name, provider_notice
 from apps.agents.schemas import EventOut, EventsQuery, ModelsOut, PauseIn, SessionDetailOut, SessionOut
 from apps.core.api import Pages
@@ -31,7 +31,8 @@ def list_sessions(request: HttpRequest, project_id: str):
 @router.get("/sessions/{session_id}", response=SessionDetailOut)
 def get_session(request: HttpRequest, session_id: str):
     session = session_for(request, session_id)
-    session.checkpoint_turn = Checkpoint.objects.filter(session=session).values_list("turn", flat=True).first()
+    checkpoint = selectors.checkpoint_get(session=session)
+    session.checkpoint_turn = checkpoint.turn if checkpoint else None
     return session
 
 
@@ -58,4 +59,4 @@ def pause_session(request: HttpRequest, session_id: str, payload: PauseIn):
 def models(request: HttpRequest):
     return {"provider": provider_name(), "notice": provider_notice(), "tiers": settings.MODEL_TIERS,
             "default_tier": settings.DEFAULT_MODEL_TIER, "deprecated": deprecated_models(),
-            "prices": list(ModelPrice.objects.all())}
+            "prices": selectors.model_prices()}

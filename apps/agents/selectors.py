@@ -6,7 +6,7 @@ from decimal import Decimal
 
 from django.db.models import QuerySet, Sum
 
-from apps.agents.models import AgentCost, AgentSession, SessionEvent
+from apps.agents.models import AgentCost, AgentSession, Checkpoint, ModelPrice, SessionEvent
 from apps.core.errors import NotFoundError, PermissionDeniedError
 from apps.core.validation import as_id
 from apps.projects.models import Project
@@ -43,3 +43,12 @@ def session_get(*, user, session_id: int | str, operate: bool = False) -> AgentS
 def project_spent(*, project: Project) -> Decimal:
     """Dollars recorded for the project's calls so far (replayed calls too: the budget counts what they stand for)."""
     return AgentCost.objects.filter(project=project).aggregate(total=Sum("cost_usd"))["total"] or Decimal(0)
+
+
+def checkpoint_get(*, session: AgentSession) -> Checkpoint | None:
+    """The session's checkpoint (where a resumed session continues), or None before its first turn."""
+    return Checkpoint.objects.filter(session=session).only("session", "turn", "event_seq", "updated").first()
+
+
+def model_prices() -> list[ModelPrice]:
+    return list(ModelPrice.objects.all())

@@ -100,8 +100,8 @@ class PausedSessionAdmin(NoWriteMixin, ReadOnlyAdmin):
             except YokeFlowError as exc:
                 self.message_user(request, f"{project.slug}: budget not raised: {exc.message}", messages.ERROR)
             else:
-                self.message_user(request, f"{project.slug}: budget raised to ${result['budget_usd']}; resumed "
-                                  f"{len(result['resumed'])} session(s), {len(result['still_paused'])} still short")
+                self.message_user(request, f"{project.slug}: budget raised to ${result.budget_usd}; resumed "
+                                  f"{len(result.resumed)} session(s), {len(result.still_paused)} still short")
 
 
 @admin.register(InterventionAction)

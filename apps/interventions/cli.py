@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import functools
+from decimal import Decimal, InvalidOperation
 from typing import Any
 
 from django.db.models import QuerySet
@@ -93,8 +94,8 @@ def _budget(options: dict[str, Any], out: Any) -> None:
     if options["approve"] is not None:
         if not options["by"]:
             raise ValidationError("--by: say who approves the budget", code="invalid_fields")
-        amount = options["approve"].strip().lstrip("+").lstrip("$")
-        results: list[dict] = []
+        amount = _dollars(options["approve"])
+        results: list[services.BudgetApproval] = []
 
         def approve() -> None:
             results.append(services.budget_approve(project=project, amount=amount, by=options["by"],
@@ -102,12 +103,12 @@ def _budget(options: dict[str, Any], out: Any) -> None:
 
         jobs_drain(approve) if options["sync"] else approve()
         result = results[0]
-        out.write(f"budget of {project.slug} raised by ${result['approved_usd']} to ${result['budget_usd']} "
-                  f"(${result['spent_usd']:.2f} spent)")
-        if result["resumed"]:
-            out.write(f"resumed budget pauses: {', '.join(f'#{pk}' for pk in result['resumed'])}")
-        if result["still_paused"]:
-            out.write(f"still short for pauses: {', '.join(f'#{pk}' for pk in result['still_paused'])}; approve more")
+        out.write(f"budget of {project.slug} raised by ${result.approved_usd} to ${result.budget_usd} "
+                  f"(${result.spent_usd:.2f} spent)")
+        if result.resumed:
+            out.write(f"resumed budget pauses: {', '.join(f'#{pk}' for pk in result.resumed)}")
+        if result.still_paused:
+            out.write(f"still short for pauses: {', '.join(f'#{pk}' for pk in result.still_paused)}; approve more")
         return
     spent = project_spent(project=project)
     if project.budget_usd is None:
@@ -117,3 +118,15 @@ def _budget(options: dict[str, Any], out: Any) -> None:
                   f"(${project.budget_usd - spent:.4f} left)")
     for pause in _all_pauses(project.slug).filter(resolved=False, pause_type=PauseType.BUDGET):
         out.write(_line(pause))
+
+
+def _dollars(text: str) -> Decimal:
+    """`--approve 5`, `+5` or `$5.50` as a Decimal; anything else is refused with the one line it deserves."""
+    try:
+        value = Decimal(text.strip().lstrip("+").lstrip("$"))
+    except InvalidOperation:
+        value = None
+    if value is None or not value.is_finite():
+        raise ValidationError(f"--approve: {text[:40]!r} is not an amount of dollars (say 5 or 2.50)",
+                              code="invalid_fields", details={"fields": {"amount": ["a number of dollars"]}})
+    return value

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from django.db.models import Prefetch, QuerySet
 
+from apps.agents.models import AgentSession
 from apps.core.errors import NotFoundError, PermissionDeniedError
 from apps.core.validation import as_id
 from apps.interventions.models import InterventionAction, NotificationPreference, PausedSession, PauseType
@@ -60,3 +61,8 @@ def preference_for(*, project: Project) -> NotificationPreference:
 def budget_paused(*, project: Project) -> bool:
     """Some session of the project waits for more budget (new sessions would pause at once: start none)."""
     return PausedSession.objects.filter(project=project, resolved=False, pause_type=PauseType.BUDGET).exists()
+
+
+def pause_latest(*, session: AgentSession) -> PausedSession | None:
+    """The session's newest pause, open or resolved (the session page shows why it stopped last)."""
+    return PausedSession.objects.filter(session=session).order_by("-created").first()

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import logging
 import math
+from dataclasses import dataclass
 from decimal import Decimal, InvalidOperation
 from typing import Any
 
@@ -149,7 +150,19 @@ def _check_budget(pause: PausedSession) -> None:
             details={"short_usd": str(short.quantize(Decimal("0.01")))})
 
 
-def budget_approve(*, project: Project, amount: Decimal, by: str, notes: str = "") -> dict[str, Any]:
+@dataclass(frozen=True)
+class BudgetApproval:
+    """A budget raise: the new and previous budget, the pauses it continued and those it does not cover yet."""
+
+    budget_usd: Decimal
+    previous_budget_usd: Decimal
+    approved_usd: Decimal
+    spent_usd: Decimal
+    resumed: list[int]
+    still_paused: list[int]
+
+
+def budget_approve(*, project: Project, amount: Decimal, by: str, notes: str = "") -> BudgetApproval:
     """Raise the project's budget by `amount` and continue every session paused for budget (those the raise
     covers; the others stay paused and are listed). The raise stands even if no session was waiting."""
     amount = _checked_amount(amount)
@@ -175,8 +188,8 @@ def budget_approve(*, project: Project, amount: Decimal, by: str, notes: str = "
                               "budget_usd": locked.budget_usd, "notes": notes.strip()})
     project.budget_usd = locked.budget_usd
     log.info("budget of %s raised by %s to %s by %s", locked.slug, amount, locked.budget_usd, by)
-    return {"budget_usd": locked.budget_usd, "previous_budget_usd": previous, "approved_usd": amount,
-            "spent_usd": project_spent(project=locked), "resumed": resumed, "still_paused": waiting}
+    return BudgetApproval(budget_usd=locked.budget_usd, previous_budget_usd=previous, approved_usd=amount,
+                          spent_usd=project_spent(project=locked), resumed=resumed, still_paused=waiting)
 
 
 def _checked_amount(amount: object) -> Decimal:

@@ -13,8 +13,9 @@ from django.utils.html import format_html
 
 from apps.core.admin import NoWriteMixin
 from apps.core.errors import YokeFlowError
-from apps.learning.expertise import render_markdown, self_improve, validate_expertise
+from apps.learning.expertise import render_markdown
 from apps.learning.models import ExpertiseFile, ExpertiseUpdate
+from apps.learning.services import self_improve, validate_expertise
 from apps.projects.admin import ProjectScopedAdmin
 from apps.projects.selectors import can_operate
 

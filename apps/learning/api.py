@@ -3,10 +3,12 @@
 No `from __future__ import annotations` here: django-ninja reads the signatures' types at runtime.
 """
 
+from dataclasses import asdict
+
 from django.http import HttpRequest
 from ninja import Field, Query, Router, Schema
 
-from apps.learning import costs, expertise, model_selector
+from apps.learning import costs, expertise, model_selector, selectors, services
 from apps.learning.models import ExpertiseFile, ExpertiseUpdate
 from apps.learning.schemas import (
     CostsOut,
@@ -47,20 +49,20 @@ def _update(update: ExpertiseUpdate) -> dict:
 def expertise_list(request: HttpRequest, project_id: str):
     """Every domain with its version, size and validation time (version 0: nothing learned yet)."""
     project = project_get(user=request.user, project_id=project_id)
-    return [_summary(file) for file in expertise.expertise_all(project=project)]
+    return [_summary(file) for file in selectors.expertise_all(project=project)]
 
 
 @router.get("/projects/{project_id}/expertise/{domain}", response=ExpertiseOut)
 def expertise_detail(request: HttpRequest, project_id: str, domain: Domain):
     project = project_get(user=request.user, project_id=project_id)
-    return _detail(expertise.expertise_read(project=project, domain=domain))
+    return _detail(selectors.expertise_read(project=project, domain=domain))
 
 
 @router.post("/projects/{project_id}/expertise/{domain}/validate", response=ExpertiseChangeOut)
 def expertise_validate(request: HttpRequest, project_id: str, domain: Domain):
     """Drop core files gone from the default branch and failures older than the cut-off; stamp validated_at."""
     project = project_get(user=request.user, project_id=project_id, operate=True)
-    update = expertise.validate_expertise(expertise=expertise.expertise_file(project=project, domain=domain))
+    update = services.validate_expertise(expertise=services.expertise_file(project=project, domain=domain))
     return {"expertise": _detail(update.expertise), "update": _update(update)}
 
 
@@ -68,7 +70,7 @@ def expertise_validate(request: HttpRequest, project_id: str, domain: Domain):
 def expertise_improve(request: HttpRequest, project_id: str, domain: Domain):
     """Scan the default branch for the domain's files and add them as core files."""
     project = project_get(user=request.user, project_id=project_id, operate=True)
-    update = expertise.self_improve(expertise=expertise.expertise_file(project=project, domain=domain))
+    update = services.self_improve(expertise=services.expertise_file(project=project, domain=domain))
     return {"expertise": _detail(update.expertise), "update": _update(update)}
 
 
@@ -76,7 +78,7 @@ def expertise_improve(request: HttpRequest, project_id: str, domain: Domain):
 def expertise_history(request: HttpRequest, project_id: str, domain: Domain, filters: Query[HistoryQuery]):
     """The domain's changes, newest first (`limit` 1–500), each with its unified diff."""
     project = project_get(user=request.user, project_id=project_id)
-    return [_update(u) for u in expertise.expertise_history(project=project, domain=domain, limit=filters.limit)]
+    return [_update(u) for u in selectors.expertise_history(project=project, domain=domain, limit=filters.limit)]
 
 
 @router.get("/projects/{project_id}/costs", response=CostsOut)
@@ -89,7 +91,7 @@ def costs_summary(request: HttpRequest, project_id: str):
 def costs_forecast(request: HttpRequest, project_id: str):
     """Likely and worst-case cost of the open tasks, per tier, from this project's own history."""
     forecast = costs.cost_forecast(project=project_get(user=request.user, project_id=project_id))
-    return {**forecast, "summary": costs.forecast_line(forecast)}
+    return {**asdict(forecast), "summary": costs.forecast_line(forecast)}
 
 
 @router.get("/projects/{project_id}/model-stats", response=list[ModelStatOut])

@@ -5,7 +5,7 @@ from __future__ import annotations
 from typing import Any
 
 from apps.core.errors import ValidationError
-from apps.learning import costs, expertise
+from apps.learning import costs, expertise, selectors, services
 from apps.projects.models import Domain
 from apps.projects.selectors import project_find
 
@@ -31,15 +31,15 @@ def register(subparsers: Any) -> None:
 def _costs(options: dict[str, Any], out: Any) -> None:
     project = project_find(options["project"])
     summary = costs.costs_summary(project=project, sessions=max(1, min(options["sessions"], 200)))
-    budget = summary["budget"]
-    limit = f" of ${budget['budget_usd']:.2f} ({budget['used']:.0%})" if budget["budget_usd"] is not None else ""
-    simulated = f", ${summary['simulated_usd']:.4f} of it replayed (not charged)" if summary["simulated_usd"] else ""
-    out.write(f"{project.slug}: ${summary['total_usd']:.4f} spent{limit} in {summary['calls']} calls{simulated}; "
-              f"{summary['cache_read_share']:.0%} of prompt tokens read from the cache")
-    _table(out, "by model", [(r["model"], r["calls"], r["cost_usd"]) for r in summary["by_model"]])
-    _table(out, "by task type", [(r["task_type"], r["calls"], r["cost_usd"]) for r in summary["by_task_type"]])
+    budget = summary.budget
+    limit = f" of ${budget.budget_usd:.2f} ({budget.used:.0%})" if budget.budget_usd is not None else ""
+    simulated = f", ${summary.simulated_usd:.4f} of it replayed (not charged)" if summary.simulated_usd else ""
+    out.write(f"{project.slug}: ${summary.total_usd:.4f} spent{limit} in {summary.calls} calls{simulated}; "
+              f"{summary.cache_read_share:.0%} of prompt tokens read from the cache")
+    _table(out, "by model", [(r["model"], r["calls"], r["cost_usd"]) for r in summary.by_model])
+    _table(out, "by task type", [(r["task_type"], r["calls"], r["cost_usd"]) for r in summary.by_task_type])
     _table(out, "dearest sessions", [(f"#{r['session_id']} {r['task'] or r['kind']} {r['tier'] or r['model']} "
-                                      f"{r['status']}", r["calls"], r["cost_usd"]) for r in summary["by_session"]])
+                                      f"{r['status']}", r["calls"], r["cost_usd"]) for r in summary.by_session])
     out.write(costs.forecast_line(costs.cost_forecast(project=project)))
 
 
@@ -57,7 +57,7 @@ def _expertise(options: dict[str, Any], out: Any) -> None:
     if domain is None:
         if options["history"] or options["validate"] or options["improve"]:
             raise ValidationError("domain: name the domain to act on", code="invalid_fields")
-        for file in expertise.expertise_all(project=project):
+        for file in selectors.expertise_all(project=project):
             counts = ", ".join(f"{len(items)} {name.replace('_', ' ')}" for name, items in file.content.items())
             validated = file.validated_at.strftime("%Y-%m-%d %H:%M") if file.validated_at else "never"
             out.write(f"{file.domain:<11} v{file.version:<4} {file.line_count:>5} lines  validated {validated:<16} "
@@ -66,14 +66,14 @@ def _expertise(options: dict[str, Any], out: Any) -> None:
     if domain not in Domain.values:
         raise ValidationError(f"domain: {domain!r} is not one of {', '.join(Domain.values)}", code="invalid_fields")
     if options["validate"] or options["improve"]:
-        file = expertise.expertise_file(project=project, domain=domain)
-        act = expertise.validate_expertise if options["validate"] else expertise.self_improve
+        file = services.expertise_file(project=project, domain=domain)
+        act = services.validate_expertise if options["validate"] else services.self_improve
         update = act(expertise=file)
         out.write(f"{project.slug}/{domain} v{update.version}: {update.summary}")
         return
     if options["history"]:
-        for update in expertise.expertise_history(project=project, domain=domain, limit=50):
+        for update in selectors.expertise_history(project=project, domain=domain, limit=50):
             out.write(f"v{update.version:<4} {update.created:%Y-%m-%d %H:%M} {update.change_type:<9} {update.summary}")
         return
-    file = expertise.expertise_read(project=project, domain=domain)
+    file = selectors.expertise_read(project=project, domain=domain)
     out.write(expertise.render_markdown(file.content).rstrip() or f"nothing learned about {domain} yet")

@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import statistics
 from collections import Counter, defaultdict
+from dataclasses import dataclass, field
 from decimal import Decimal
 
 from django.conf import settings
@@ -39,10 +40,60 @@ def _money(value: Decimal | None) -> Decimal:
     return Decimal(value or 0).quantize(CENT)
 
 
+@dataclass(frozen=True)
+class BudgetState:
+    budget_usd: Decimal | None  # None: the project has no budget (then remaining and used are None too)
+    spent_usd: Decimal
+    remaining_usd: Decimal | None
+    used: float | None  # the share of the budget spent; a zero budget counts as used up
+
+
+@dataclass(frozen=True)
+class CostSummary:
+    """What a project spent. The breakdowns are rows of {group, cost_usd, calls, tokens…}, dearest first."""
+
+    total_usd: Decimal
+    simulated_usd: Decimal  # replayed calls: priced, not charged
+    calls: int
+    tokens: dict[str, int]  # input, output, cache_read, cache_write
+    cache_read_share: float
+    budget: BudgetState
+    by_model: list[dict] = field(default_factory=list)
+    by_task_type: list[dict] = field(default_factory=list)
+    by_session: list[dict] = field(default_factory=list)
+    by_day: list[dict] = field(default_factory=list)
+
+
+@dataclass(frozen=True)
+class TierForecast:
+    tier: str
+    model: str
+    tasks: int
+    per_task_likely_usd: Decimal
+    per_task_worst_usd: Decimal
+    likely_usd: Decimal
+    worst_usd: Decimal
+    basis: str  # what the per-task figures rest on
+
+
+@dataclass(frozen=True)
+class CostForecast:
+    remaining_tasks: int
+    spent_usd: Decimal
+    budget_usd: Decimal | None
+    likely_usd: Decimal
+    worst_usd: Decimal
+    likely_total_usd: Decimal
+    worst_total_usd: Decimal
+    fits_budget: bool | None  # None without a budget
+    worst_fits_budget: bool | None
+    by_tier: list[TierForecast]
+
+
 # ------------------------------------------------------------------------------------------------ what was spent
 
 
-def costs_summary(*, project: Project, sessions: int = SESSIONS_SHOWN) -> dict:
+def costs_summary(*, project: Project, sessions: int = SESSIONS_SHOWN) -> CostSummary:
     rows = AgentCost.objects.filter(project=project)
     totals = rows.aggregate(cost=Sum("cost_usd"), calls=Count("id"),
                             simulated=Sum("cost_usd", filter=Q(simulated=True)),
@@ -50,25 +101,25 @@ def costs_summary(*, project: Project, sessions: int = SESSIONS_SHOWN) -> dict:
                             cache_read=Sum("cache_read_tokens"), cache_write=Sum("cache_write_tokens"))
     tokens = {k: int(totals[k] or 0) for k in ("input", "output", "cache_read", "cache_write")}
     prompt = tokens["input"] + tokens["cache_read"] + tokens["cache_write"]
-    return {
-        "total_usd": _money(totals["cost"]), "simulated_usd": _money(totals["simulated"]), "calls": totals["calls"],
-        "tokens": tokens, "cache_read_share": round(tokens["cache_read"] / prompt, 3) if prompt else 0.0,
-        "budget": _budget(project, _money(totals["cost"])),
-        "by_model": _grouped(rows, "model"),
-        "by_task_type": _by_task_type(rows),
-        "by_session": _by_session(rows, sessions),
-        "by_day": [{"day": r["day"], "cost_usd": _money(r["cost"]), "calls": r["calls"]}
-                   for r in rows.annotate(day=TruncDate("created")).values("day")
-                   .annotate(cost=Sum("cost_usd"), calls=Count("id")).order_by("day")],
-    }
+    return CostSummary(
+        total_usd=_money(totals["cost"]), simulated_usd=_money(totals["simulated"]), calls=totals["calls"],
+        tokens=tokens, cache_read_share=round(tokens["cache_read"] / prompt, 3) if prompt else 0.0,
+        budget=_budget(project, _money(totals["cost"])),
+        by_model=_grouped(rows, "model"),
+        by_task_type=_by_task_type(rows),
+        by_session=_by_session(rows, sessions),
+        by_day=[{"day": r["day"], "cost_usd": _money(r["cost"]), "calls": r["calls"]}
+                for r in rows.annotate(day=TruncDate("created")).values("day")
+                .annotate(cost=Sum("cost_usd"), calls=Count("id")).order_by("day")],
+    )
 
 
-def _budget(project: Project, spent: Decimal) -> dict:
+def _budget(project: Project, spent: Decimal) -> BudgetState:
     budget = project.budget_usd
     if budget is None:
-        return {"budget_usd": None, "spent_usd": spent, "remaining_usd": None, "used": None}
-    return {"budget_usd": budget, "spent_usd": spent, "remaining_usd": _money(budget - spent),
-            "used": round(float(spent / budget), 3) if budget > 0 else 1.0}
+        return BudgetState(budget_usd=None, spent_usd=spent, remaining_usd=None, used=None)
+    return BudgetState(budget_usd=budget, spent_usd=spent, remaining_usd=_money(budget - spent),
+                       used=round(float(spent / budget), 3) if budget > 0 else 1.0)
 
 
 def _grouped(rows, key: str) -> list[dict]:
@@ -145,7 +196,7 @@ def tier_estimate(tier: str, history: dict[str, list[Decimal]]) -> dict:
             "basis": "no history yet: a typical 12-turn cached session at today's prices"}
 
 
-def cost_forecast(*, project: Project) -> dict:
+def cost_forecast(*, project: Project) -> CostForecast:
     """What the tasks not done yet will likely cost, and at worst, per tier; against the budget."""
     remaining = list(project.tasks.exclude(status__in=(TaskStatus.DONE, TaskStatus.CANCELLED))
                      .select_related("project", "epic").prefetch_related("tests"))
@@ -159,31 +210,31 @@ def cost_forecast(*, project: Project) -> dict:
     for tier in TIERS:
         estimate = tier_estimate(tier, own)
         count = tiers.get(tier, 0)
-        by_tier.append({
-            "tier": tier, "model": settings.MODEL_TIERS[tier], "tasks": count,
-            "per_task_likely_usd": _money(estimate["likely"]), "per_task_worst_usd": _money(estimate["worst"]),
-            "likely_usd": _money(estimate["likely"] * count), "worst_usd": _money(estimate["worst"] * count),
-            "basis": estimate["basis"]})
+        by_tier.append(TierForecast(
+            tier=tier, model=settings.MODEL_TIERS[tier], tasks=count,
+            per_task_likely_usd=_money(estimate["likely"]), per_task_worst_usd=_money(estimate["worst"]),
+            likely_usd=_money(estimate["likely"] * count), worst_usd=_money(estimate["worst"] * count),
+            basis=estimate["basis"]))
     # What open tasks already spent counts against the likely figure (it is already in `spent`), never below 0.
-    likely = max(Decimal(0), sum((t["likely_usd"] for t in by_tier), Decimal(0)) - spent_on_open)
-    worst = sum((t["worst_usd"] for t in by_tier), Decimal(0))
+    likely = max(Decimal(0), sum((t.likely_usd for t in by_tier), Decimal(0)) - spent_on_open)
+    worst = sum((t.worst_usd for t in by_tier), Decimal(0))
     budget = project.budget_usd
-    return {
-        "remaining_tasks": len(remaining), "spent_usd": _money(spent), "budget_usd": budget,
-        "likely_usd": _money(likely), "worst_usd": _money(worst),
-        "likely_total_usd": _money(spent + likely), "worst_total_usd": _money(spent + worst),
-        "fits_budget": None if budget is None else spent + likely <= budget,
-        "worst_fits_budget": None if budget is None else spent + worst <= budget,
-        "by_tier": by_tier,
-    }
+    return CostForecast(
+        remaining_tasks=len(remaining), spent_usd=_money(spent), budget_usd=budget,
+        likely_usd=_money(likely), worst_usd=_money(worst),
+        likely_total_usd=_money(spent + likely), worst_total_usd=_money(spent + worst),
+        fits_budget=None if budget is None else spent + likely <= budget,
+        worst_fits_budget=None if budget is None else spent + worst <= budget,
+        by_tier=by_tier,
+    )
 
 
-def forecast_line(forecast: dict) -> str:
+def forecast_line(forecast: CostForecast) -> str:
     """One line for the command line and pages, e.g. before a run starts."""
-    tiers = ", ".join(f"{t['tasks']} on {t['tier']}" for t in forecast["by_tier"] if t["tasks"])
-    line = (f"forecast for {forecast['remaining_tasks']} open task(s) ({tiers or 'none'}): likely "
-            f"${forecast['likely_usd']:.2f}, worst ${forecast['worst_usd']:.2f}; spent ${forecast['spent_usd']:.2f}")
-    if forecast["budget_usd"] is not None:
-        verdict = "fits" if forecast["fits_budget"] else "does NOT fit"
-        line += f"; budget ${forecast['budget_usd']:.2f} ({verdict} the likely case)"
+    tiers = ", ".join(f"{t.tasks} on {t.tier}" for t in forecast.by_tier if t.tasks)
+    line = (f"forecast for {forecast.remaining_tasks} open task(s) ({tiers or 'none'}): likely "
+            f"${forecast.likely_usd:.2f}, worst ${forecast.worst_usd:.2f}; spent ${forecast.spent_usd:.2f}")
+    if forecast.budget_usd is not None:
+        verdict = "fits" if forecast.fits_budget else "does NOT fit"
+        line += f"; budget ${forecast.budget_usd:.2f} ({verdict} the likely case)"
     return line

@@ -9,8 +9,9 @@ from dataclasses import dataclass
 
 from apps.agents.models import AgentSession, SessionEvent
 from apps.learning.domains import classify_domain
-from apps.learning.expertise import clean, enforce_line_limit, expertise_apply, expertise_file, later, unique
+from apps.learning.expertise import clean, enforce_line_limit, later, unique
 from apps.learning.models import ChangeType, ExpertiseFile, ExpertiseUpdate
+from apps.learning.services import expertise_apply, expertise_file
 from apps.projects.models import Domain
 
 _EXCEPTION_LINE = re.compile(r"^(?:E\s+)?[\w.]*(?:Error|Exception|Exit|Interrupt)\b:")

@@ -22,7 +22,7 @@ from apps.core.db import is_connection_error
 from apps.core.errors import ConflictError, YokeFlowError
 from apps.interventions.detectors import guards_for
 from apps.learning.domains import classify_domain
-from apps.learning.expertise import expertise_for_prompt
+from apps.learning.selectors import expertise_for_prompt
 from apps.orchestration.merge_lease import merge_lease, worktree_of_task
 from apps.orchestration.merging import acceptance_run, merge_worktree, worktree_cleanup
 from apps.orchestration.models import ParallelBatch, Worktree

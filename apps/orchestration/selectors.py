@@ -25,6 +25,11 @@ def worktrees_list(*, project: Project, live_only: bool = False) -> QuerySet[Wor
     return rows.filter(status__in=LIVE_WORKTREE) if live_only else rows
 
 
+def worktree_get(*, project: Project, worktree_id: int) -> Worktree | None:
+    """The project's worktree with this id (None for another project's or an unknown one)."""
+    return worktrees_list(project=project).filter(pk=worktree_id).first()
+
+
 def worktree_detail(worktree: Worktree) -> Worktree:
     """The worktree with its live git status attached as `git` (None once merged or removed)."""
     worktree.git = worktree_git_status(worktree)

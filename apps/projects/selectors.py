@@ -140,3 +140,8 @@ def graph_as_dict(graph: DependencyGraph) -> dict:
              for n in graph.nodes.values()]
     edges = [{"task": e.task, "depends_on": e.depends_on, "kind": e.kind} for e in graph.edges]
     return {"nodes": nodes, "edges": edges, "batches": graph.batches()}
+
+
+def task_statuses(project: Project) -> dict[str, str]:
+    """Every task's status by key, in one flat query (the graph page's pills and batch list need one per task)."""
+    return dict(Task.objects.filter(project=project).values_list("key", "status"))

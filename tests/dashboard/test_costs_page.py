@@ -57,12 +57,12 @@ def test_the_page_shows_the_total_each_model_and_the_forecast(client, owner, spe
 
     page = client.get(URL).text
 
-    assert summary["total_usd"] > 0 and f'class="costs-total">{charts.money(summary["total_usd"])}<' in page
-    assert f"Replayed (offline, not charged)</dt><dd>{charts.money(summary['simulated_usd'])}" in page
+    assert summary.total_usd > 0 and f'class="costs-total">{charts.money(summary.total_usd)}<' in page
+    assert f"Replayed (offline, not charged)</dt><dd>{charts.money(summary.simulated_usd)}" in page
     assert f"<h1>{spent.name} — costs</h1>" in page and 'aria-current="page">Costs' in page
-    for row in summary["by_model"]:
+    for row in summary.by_model:
         assert f">{row['model']}</text>" in page
-    assert page.count('class="bar-value"') == len(summary["by_model"]) + len(summary["by_task_type"])
+    assert page.count('class="bar-value"') == len(summary.by_model) + len(summary.by_task_type)
     assert 'role="img"' in page and "<title>Spend by model: " in page
     assert forecast_line(forecast) in page and "Show the numbers" in page
     assert "No budget set" in page and "costs.css" in page
@@ -72,7 +72,7 @@ def test_the_page_shows_the_budget_used_and_the_budget_line(client, owner, spent
     spent.budget_usd = Decimal("1.00")
     spent.save()
     client.force_login(owner)
-    used = costs_summary(project=spent)["budget"]["used"]
+    used = costs_summary(project=spent).budget.used
 
     page = client.get(URL).text
 
@@ -93,7 +93,7 @@ def test_a_project_over_budget_says_so_in_words_not_only_in_red(client, owner, s
 
 def test_the_sessions_table_links_each_session(client, owner, spent):
     client.force_login(owner)
-    dearest = costs_summary(project=spent)["by_session"][0]
+    dearest = costs_summary(project=spent).by_session[0]
 
     page = client.get(URL).text
 

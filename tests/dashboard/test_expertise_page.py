@@ -8,9 +8,9 @@ from datetime import UTC, datetime, timedelta
 
 import pytest
 
-from apps.learning.expertise import expertise_edit, expertise_file
 from apps.learning.lessons import learn_from_session
 from apps.learning.models import ExpertiseFile, ExpertiseUpdate
+from apps.learning.services import expertise_edit, expertise_file
 from apps.orchestration.repository import repo_ensure
 from tests.learning.test_expertise import fixed_import_session, make_task
 

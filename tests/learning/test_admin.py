@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 from django.contrib.auth.models import Permission
 
-from apps.learning.expertise import expertise_file
+from apps.learning.services import expertise_file
 from tests.learning.test_costs_api import _repo_with
 
 pytestmark = pytest.mark.django_db

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import io
 import json
+from dataclasses import asdict
 from decimal import Decimal
 from pathlib import Path
 
@@ -56,14 +57,14 @@ def test_the_summary_adds_up_the_calls_by_model_task_type_and_session(spent):
     summary = costs_summary(project=spent)
 
     # Sonnet since 2026-10-07: $2/M input, $0.10/M cache read, $10/M output → 0.002 + 0.0009 + 0.001
-    assert summary["total_usd"] == Decimal("0.0639") and summary["calls"] == 3
-    assert summary["simulated_usd"] == Decimal("0.0039")
-    assert {r["model"]: r["cost_usd"] for r in summary["by_model"]} == {
+    assert summary.total_usd == Decimal("0.0639") and summary.calls == 3
+    assert summary.simulated_usd == Decimal("0.0039")
+    assert {r["model"]: r["cost_usd"] for r in summary.by_model} == {
         "claude-haiku-5-5": Decimal("0.0600"), "claude-sonnet-5-5": Decimal("0.0039")}
-    assert {r["task_type"]: r["sessions"] for r in summary["by_task_type"]} == {"general": 2, "planning": 1}
-    assert [r["task"] for r in summary["by_session"]] == ["S1", "S0", None]
-    assert summary["cache_read_share"] == 0.9
-    assert summary["budget"]["budget_usd"] is None
+    assert {r["task_type"]: r["sessions"] for r in summary.by_task_type} == {"general": 2, "planning": 1}
+    assert [r["task"] for r in summary.by_session] == ["S1", "S0", None]
+    assert summary.cache_read_share == 0.9
+    assert summary.budget.budget_usd is None
 
 
 def test_the_forecast_prices_open_tasks_from_the_projects_own_history(spent):
@@ -72,15 +73,15 @@ def test_the_forecast_prices_open_tasks_from_the_projects_own_history(spent):
 
     forecast = cost_forecast(project=spent)
 
-    haiku = next(t for t in forecast["by_tier"] if t["tier"] == "haiku")
-    assert forecast["remaining_tasks"] == 2 and haiku["tasks"] == 2
-    assert haiku["per_task_likely_usd"] == Decimal("0.0300")  # the median of $0.02 and $0.04
-    assert haiku["per_task_worst_usd"] == Decimal("0.0600")  # the dearest, plus half again
-    assert (forecast["likely_usd"], forecast["worst_usd"]) == (Decimal("0.0600"), Decimal("0.1200"))
-    assert haiku["basis"] == "2 finished tasks of this project on haiku"
-    opus = next(t for t in forecast["by_tier"] if t["tier"] == "opus")
-    assert opus["basis"].startswith("scaled from 2 task(s) on haiku") and opus["per_task_likely_usd"] == Decimal("1.2")
-    assert forecast["fits_budget"] is False  # $0.0639 spent + $0.06 likely > $0.10
+    haiku = next(t for t in forecast.by_tier if t.tier == "haiku")
+    assert forecast.remaining_tasks == 2 and haiku.tasks == 2
+    assert haiku.per_task_likely_usd == Decimal("0.0300")  # the median of $0.02 and $0.04
+    assert haiku.per_task_worst_usd == Decimal("0.0600")  # the dearest, plus half again
+    assert (forecast.likely_usd, forecast.worst_usd) == (Decimal("0.0600"), Decimal("0.1200"))
+    assert haiku.basis == "2 finished tasks of this project on haiku"
+    opus = next(t for t in forecast.by_tier if t.tier == "opus")
+    assert opus.basis.startswith("scaled from 2 task(s) on haiku") and opus.per_task_likely_usd == Decimal("1.2")
+    assert forecast.fits_budget is False  # $0.0639 spent + $0.06 likely > $0.10
 
 
 def test_a_project_without_history_is_forecast_from_a_typical_session(project):
@@ -89,9 +90,9 @@ def test_a_project_without_history_is_forecast_from_a_typical_session(project):
 
     forecast = cost_forecast(project=project)
 
-    haiku = next(t for t in forecast["by_tier"] if t["tier"] == "haiku")
-    assert haiku["tasks"] == 1 and haiku["basis"].startswith("no history yet")
-    assert Decimal(0) < forecast["likely_usd"] < forecast["worst_usd"]
+    haiku = next(t for t in forecast.by_tier if t.tier == "haiku")
+    assert haiku.tasks == 1 and haiku.basis.startswith("no history yet")
+    assert Decimal(0) < forecast.likely_usd < forecast.worst_usd
 
 
 def test_the_cost_endpoints_answer_members_and_hide_the_project_from_outsiders(spent, owner, outsider, api_client):
@@ -176,5 +177,5 @@ def test_a_task_left_running_counts_what_it_spent_against_the_forecast(spent):
     call_record(session=session, turn=1, model="claude-haiku-5-5", usage=TokenUsage(output_tokens=20_000),
                 latency_ms=5, simulated=False)
 
-    assert cost_forecast(project=spent)["likely_usd"] == Decimal("0.0500")  # $0.06 less the $0.01 already spent
-    assert json.dumps(costs_summary(project=spent), default=str)  # serialisable for the API and pages
+    assert cost_forecast(project=spent).likely_usd == Decimal("0.0500")  # $0.06 less the $0.01 already spent
+    assert json.dumps(asdict(costs_summary(project=spent)), default=str)  # serialisable for the API and pages

@@ -13,22 +13,11 @@ import pytest
 from apps.agents.services import events_append, session_create
 from apps.core.errors import ValidationError
 from apps.learning.domains import classify_domain
-from apps.learning.expertise import (
-    enforce_line_limit,
-    expertise_all,
-    expertise_edit,
-    expertise_file,
-    expertise_for_prompt,
-    expertise_history,
-    expertise_read,
-    format_for_prompt,
-    line_count,
-    render_markdown,
-    self_improve,
-    validate_expertise,
-)
+from apps.learning.expertise import enforce_line_limit, format_for_prompt, line_count, render_markdown
 from apps.learning.lessons import learn_from_session
 from apps.learning.models import ExpertiseFile, ExpertiseUpdate
+from apps.learning.selectors import expertise_all, expertise_for_prompt, expertise_history, expertise_read
+from apps.learning.services import expertise_edit, expertise_file, self_improve, validate_expertise
 from apps.projects.models import AcceptanceTest, Task
 
 pytestmark = pytest.mark.django_db

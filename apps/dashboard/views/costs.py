@@ -15,7 +15,7 @@ from apps.dashboard import charts
 from apps.dashboard.charts import money
 from apps.dashboard.views.common import project_context, project_for
 from apps.interventions.selectors import budget_paused
-from apps.learning.costs import cost_forecast, costs_summary, forecast_line
+from apps.learning.costs import BudgetState, CostForecast, CostSummary, cost_forecast, costs_summary, forecast_line
 
 SESSIONS_SHOWN = 10  # the dearest sessions; the sessions page lists them all
 
@@ -27,18 +27,18 @@ def costs(request: HttpRequest, slug: str) -> HttpResponse:
     context = {
         **project_context(request, project, "costs"),
         "summary": summary, "forecast": forecast, "forecast_line": forecast_line(forecast),
-        "budget_paused": budget_paused(project=project), "budget": _budget(summary["budget"]),
+        "budget_paused": budget_paused(project=project), "budget": _budget(summary.budget),
         "charts": _charts(summary), "amounts": _amounts(summary, forecast),
-        "days": charts.cumulative(summary["by_day"]),
+        "days": charts.cumulative(summary.by_day),
     }
     return render(request, "dashboard/costs.html", context)
 
 
-def _charts(summary: dict) -> dict[str, SafeString]:
+def _charts(summary: CostSummary) -> dict[str, SafeString]:
     return {
-        "by_model": charts.bar_chart(_bars(summary["by_model"], "model"), title="Spend by model"),
-        "by_task_type": charts.bar_chart(_bars(summary["by_task_type"], "task_type"), title="Spend by task type"),
-        "by_day": charts.time_chart(summary["by_day"], budget=summary["budget"]["budget_usd"]),
+        "by_model": charts.bar_chart(_bars(summary.by_model, "model"), title="Spend by model"),
+        "by_task_type": charts.bar_chart(_bars(summary.by_task_type, "task_type"), title="Spend by task type"),
+        "by_day": charts.time_chart(summary.by_day, budget=summary.budget.budget_usd),
     }
 
 
@@ -47,9 +47,9 @@ def _bars(rows: Iterable[dict], key: str) -> list[charts.Bar]:
             for row in rows]
 
 
-def _budget(budget: dict) -> dict | None:
+def _budget(budget: BudgetState) -> dict | None:
     """The meter and the words beside it (the colour is never the only sign of an overrun); None: no budget."""
-    limit, spent = budget["budget_usd"], budget["spent_usd"]
+    limit, spent = budget.budget_usd, budget.spent_usd
     if limit is None:
         return None
     return {"meter": charts.budget_meter(spent=spent, budget=limit), "over": spent > limit,
@@ -57,14 +57,14 @@ def _budget(budget: dict) -> dict | None:
             "spent": money(spent), "budget": money(limit), "difference": money(abs(limit - spent))}
 
 
-def _amounts(summary: dict, forecast: dict) -> dict[str, str]:
+def _amounts(summary: CostSummary, forecast: CostForecast) -> dict[str, str]:
     """The headline figures, formatted once; the tables print the exact four-place values instead."""
     figures: dict[str, Decimal] = {
-        "total": summary["total_usd"], "replayed": summary["simulated_usd"],
-        "charged": summary["total_usd"] - summary["simulated_usd"],
-        "likely": forecast["likely_usd"], "worst": forecast["worst_usd"],
-        "likely_total": forecast["likely_total_usd"], "worst_total": forecast["worst_total_usd"],
+        "total": summary.total_usd, "replayed": summary.simulated_usd,
+        "charged": summary.total_usd - summary.simulated_usd,
+        "likely": forecast.likely_usd, "worst": forecast.worst_usd,
+        "likely_total": forecast.likely_total_usd, "worst_total": forecast.worst_total_usd,
     }
     return {**{name: money(value) for name, value in figures.items()},
-            "cache_read_share": charts.percent(summary["cache_read_share"]),
-            "tokens": f"{sum(summary['tokens'].values()):,}"}
+            "cache_read_share": charts.percent(summary.cache_read_share),
+            "tokens": f"{sum(summary.tokens.values()):,}"}

@@ -10,7 +10,6 @@ from typing import Any
 from django.conf import settings
 from django.contrib import messages
 from django.db import transaction
-from django.db.models import OuterRef, Subquery
 from django.http import Http404, HttpRequest, HttpResponse
 from django.shortcuts import redirect, render
 from django.views.decorators.http import require_POST
@@ -18,31 +17,25 @@ from django.views.decorators.http import require_POST
 from apps.core.errors import YokeFlowError, http_status
 from apps.dashboard.forms import SUMMARY_MAX, ExpertiseActionForm, ExpertiseEditForm
 from apps.dashboard.views.common import project_context, project_for
-from apps.learning import expertise as learning
-from apps.learning.models import ExpertiseFile, ExpertiseUpdate
+from apps.learning import selectors as learning_read
+from apps.learning import services as learning
+from apps.learning.expertise import render_markdown
+from apps.learning.models import ExpertiseFile
 from apps.projects.models import Domain, Project
 
 # --- the list of domains ---------------------------------------------------------------------------------------
 
 def expertise(request: HttpRequest, slug: str) -> HttpResponse:
     project = project_for(request, slug)
-    files = learning.expertise_all(project=project)
+    files = learning_read.expertise_all(project=project)
     saved = [f for f in files if f.pk]  # expertise_all fills unknown domains with unsaved empty files
-    last = _last_changes(saved)
+    last = learning_read.expertise_last_changes(saved)
     for file in saved:
         file.last_change = last.get(file.pk)
         file.fill = _fill(file.line_count)
     context = {**project_context(request, project, "expertise"), "files": saved,
                "missing": [f.domain for f in files if not f.pk], "max_lines": settings.EXPERTISE_MAX_LINES}
     return render(request, "dashboard/expertise.html", context)
-
-
-def _last_changes(files: list[ExpertiseFile]) -> dict[int, ExpertiseUpdate]:
-    """Each file's newest history entry, in one query however long the histories are."""
-    newest = (ExpertiseUpdate.objects.filter(expertise=OuterRef("expertise"))
-              .order_by("-created", "-id").values("pk")[:1])
-    rows = ExpertiseUpdate.objects.filter(expertise__in=files, pk=Subquery(newest)).select_related("author")
-    return {row.expertise_id: row for row in rows}
 
 
 def _fill(lines: int) -> int:
@@ -82,11 +75,11 @@ def _check_domain(domain: str) -> None:
 
 def _domain_page(request: HttpRequest, project: Project, domain: str, *, status: int = 200,
                  **extra: Any) -> HttpResponse:
-    file = learning.expertise_read(project=project, domain=domain)
-    markdown = learning.render_markdown(file.content)
+    file = learning_read.expertise_read(project=project, domain=domain)
+    markdown = render_markdown(file.content)
     context = {**project_context(request, project, "expertise"), "domain": domain, "file": file,
                "markdown": markdown, "sections": _sections(markdown),
-               "history": learning.expertise_history(project=project, domain=domain),
+               "history": learning_read.expertise_history(project=project, domain=domain),
                "draft": json.dumps(file.content, indent=2, ensure_ascii=False), "summary": "",
                "max_lines": settings.EXPERTISE_MAX_LINES, "summary_max": SUMMARY_MAX, **extra}
     return render(request, "dashboard/expertise_domain.html", context, status=status)

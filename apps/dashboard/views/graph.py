@@ -29,7 +29,7 @@ def graph(request: HttpRequest, slug: str) -> HttpResponse:
     project = project_for(request, slug)
     dependency_graph = selectors.project_graph(project)
     context = project_context(request, project, "graph")
-    context |= _graph_context(dependency_graph, _statuses(project))
+    context |= _graph_context(dependency_graph, selectors.task_statuses(project))
     context |= _api_links(project)
     return render(request, "dashboard/graph.html", context)
 
@@ -60,11 +60,6 @@ def _critical_path(dependency_graph: DependencyGraph) -> tuple[list[str], float]
         return dependency_graph.critical_path()
     except CycleError:
         return [], 0.0
-
-
-def _statuses(project: Project) -> dict[str, str]:
-    # One flat query: the graph carries no statuses and the batch list needs one per task.
-    return dict(Task.objects.filter(project=project).values_list("key", "status"))
 
 
 def _pills(dependency_graph: DependencyGraph, keys: list[str], statuses: dict[str, str]) -> list[TaskPill]:

@@ -69,8 +69,8 @@ def budget_approve(request: HttpRequest, slug: str) -> HttpResponse:
         form.take(exc)
         failed = {"form": "budget", "pause_id": form.cleaned_data.get("pause_id"), "bound": form}
         return _interventions_page(request, status=http_status(exc), error=exc.message, failed=failed)
-    notice = (f"Budget of {project.name} raised to ${result['budget_usd']}; {len(result['resumed'])} session(s) "
-              f"continue" + (f", {len(result['still_paused'])} still short" if result["still_paused"] else ""))
+    notice = (f"Budget of {project.name} raised to ${result.budget_usd}; {len(result.resumed)} session(s) "
+              f"continue" + (f", {len(result.still_paused)} still short" if result.still_paused else ""))
     if request.htmx:
         return _interventions_page(request, notice=notice)
     messages.success(request, notice)

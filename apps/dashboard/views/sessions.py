@@ -12,13 +12,13 @@ from django.http import Http404, HttpRequest, HttpResponse
 from django.shortcuts import redirect, render
 from django.views.decorators.http import require_POST
 
-from apps.agents.models import AgentSession, Checkpoint, SessionEvent
-from apps.agents.selectors import events_list, session_get, sessions_list
+from apps.agents.models import AgentSession, SessionEvent
+from apps.agents.selectors import checkpoint_get, events_list, session_get, sessions_list
 from apps.agents.services import session_request_pause
 from apps.core.errors import NotFoundError, YokeFlowError
 from apps.dashboard.forms import BackForm, SessionKillForm, SessionPauseForm
 from apps.dashboard.views.common import project_context, project_for
-from apps.interventions.models import PausedSession
+from apps.interventions.selectors import pause_latest
 from apps.orchestration import lifecycle
 
 TAIL = 150  # events shown when the page opens; older ones are a link to the full transcript API
@@ -64,8 +64,8 @@ def _tail(request: HttpRequest, session: AgentSession, after: int) -> HttpRespon
 
 
 def _figures(session: AgentSession) -> dict:
-    checkpoint = Checkpoint.objects.filter(session=session).only("turn", "event_seq", "updated").first()
-    pause = PausedSession.objects.filter(session=session).order_by("-created").first()
+    checkpoint = checkpoint_get(session=session)
+    pause = pause_latest(session=session)
     return {"session": session, "checkpoint": checkpoint, "pause": pause, "live": not session.is_finished
             and session.status != AgentSession.Status.PAUSED}
 

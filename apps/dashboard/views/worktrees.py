@@ -28,7 +28,7 @@ def worktrees(request: HttpRequest, slug: str) -> HttpResponse:
 def worktree_action(request: HttpRequest, slug: str, worktree_id: int, action: str) -> HttpResponse:
     """merge, resolve (with `side`) or cleanup (with `force`); a refusal re-renders the page with the reason."""
     project = project_for(request, slug)  # an invisible project, another project's worktree: 404 before anything
-    worktree = selectors.worktrees_list(project=project).filter(pk=worktree_id).first()
+    worktree = selectors.worktree_get(project=project, worktree_id=worktree_id)
     run, form_class = ACTIONS.get(action), WORKTREE_FORMS.get(action)
     if worktree is None or run is None or form_class is None:
         raise Http404(f"no worktree {worktree_id} with an action {action[:40]!r} in project {project.slug!r}")
