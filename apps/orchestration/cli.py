@@ -231,8 +231,8 @@ def _summary(out: Any, project: Project) -> None:
               + (" (estimate: the offline replay model charges nothing)"
                  if sessions.filter(provider="replay").exists() else ""))
     figures = selectors.run_figures(project=project)
-    out.write(f"wall clock {figures['wall_s']:.1f} s for {figures['work_s']:.1f} s of agent time "
-              f"({figures['overlap']:.2f} agents busy on average)")
+    out.write(f"wall clock {figures.wall_s:.1f} s for {figures.work_s:.1f} s of agent time "
+              f"({figures.overlap:.2f} agents busy on average)")
     for task in project.tasks.exclude(status=Task.Status.DONE):
         out.write(f"  {task.key} {task.status}: {task.last_error}")
     out.write(f"repository: {project.repo_path}")
@@ -320,7 +320,7 @@ def _pause(options: dict[str, Any], out: Any) -> None:
 
 def _compare(options: dict[str, Any], out: Any) -> None:
     baseline, project = project_find(options["baseline"]), project_find(options["project"])
-    slow, fast = (selectors.run_figures(project=p)["wall_s"] for p in (baseline, project))
+    slow, fast = (selectors.run_figures(project=p).wall_s for p in (baseline, project))
     if not slow or not fast:
         raise ConflictError("both projects need a finished build to compare", code="nothing_to_compare")
     path, length = project_graph(project).critical_path()

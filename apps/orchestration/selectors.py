@@ -5,6 +5,7 @@ from __future__ import annotations
 
 from collections import Counter
 from dataclasses import dataclass, field
+from decimal import Decimal
 
 from django.db.models import Max, QuerySet
 from django.utils import timezone
@@ -80,17 +81,24 @@ def parallel_status(*, project: Project) -> dict:
     }
 
 
-def run_figures(*, project: Project) -> dict[str, float]:
+@dataclass(frozen=True)
+class RunFigures:
+    wall_s: float  # first coding session started → last task done
+    work_s: float  # the agents' summed time
+    overlap: float  # agents busy on average (work / wall)
+
+
+def run_figures(*, project: Project) -> RunFigures:
     """Wall-clock of the build (first coding session started → last task done) and the agents' summed time."""
     sessions = AgentSession.objects.filter(project=project, kind=AgentSession.Kind.CODING, started_at__isnull=False)
     starts = list(sessions.values_list("started_at", "ended_at"))
     last_done = project.tasks.filter(completed_at__isnull=False).order_by("-completed_at").values_list(
         "completed_at", flat=True).first()
     if not starts or last_done is None:
-        return {"wall_s": 0.0, "work_s": 0.0, "overlap": 0.0}
+        return RunFigures(wall_s=0.0, work_s=0.0, overlap=0.0)
     wall = (last_done - min(start for start, _end in starts)).total_seconds()
     work = sum((end - start).total_seconds() for start, end in starts if end)
-    return {"wall_s": wall, "work_s": work, "overlap": work / wall if wall else 0.0}
+    return RunFigures(wall_s=wall, work_s=work, overlap=work / wall if wall else 0.0)
 
 
 # ------------------------------------------------------------------------------------------------ live board
@@ -121,7 +129,14 @@ class Lane:
     done: int = 0
 
 
-def project_board(*, project: Project) -> dict:
+@dataclass
+class Board:
+    lanes: list[Lane]
+    cards: list[Card]
+    last_seq: int  # the newest event the board reflects (the page's live updates continue from it)
+
+
+def project_board(*, project: Project) -> Board:
     """The swimlanes: a lane per epic, a card per task with its batch, dependencies and latest session.
 
     Five flat queries whatever the plan's size (epics, tasks, dependencies, latest sessions, last event).
@@ -139,7 +154,7 @@ def project_board(*, project: Project) -> dict:
         lane = lanes[card.epic_id]
         lane.cards.append(card)
         lane.done += card.status == Task.Status.DONE
-    return {"lanes": list(lanes.values()), "cards": cards, "last_seq": event_last_seq(project)}
+    return Board(lanes=list(lanes.values()), cards=cards, last_seq=event_last_seq(project))
 
 
 def _cards(project: Project) -> list[Card]:
@@ -158,22 +173,36 @@ def _number_batches(cards: list[Card]) -> None:
         card.batch = number.get(card.key, 0)  # 0: in a cycle, never schedulable until the plan is fixed
 
 
-def run_progress(*, project: Project, cards: list[Card] | None = None) -> dict:
+@dataclass(frozen=True)
+class RunProgress:
+    total: int
+    done: int
+    counts: dict[str, int]  # tasks by status
+    percent: int
+    batches: list[dict]  # per batch: number, total, done, running, failed, percent
+    agents: list[dict]  # the running and queued sessions
+    spent: Decimal
+    budget: Decimal | None
+    budget_percent: int | None
+    eta: dict
+
+
+def run_progress(*, project: Project, cards: list[Card] | None = None) -> RunProgress:
     """The progress panel: overall and per-batch progress, running agents, cost against budget, ETA."""
     cards = cards if cards is not None else _batched_cards(project)
     counts = Counter(card.status for card in cards)
     finished = counts[Task.Status.DONE] + counts[Task.Status.CANCELLED]
     spent = project_spent(project=project)
     budget = project.budget_usd
-    return {
-        "total": len(cards), "done": counts[Task.Status.DONE], "counts": dict(counts),
-        "percent": round(100 * counts[Task.Status.DONE] / len(cards)) if cards else 0,
-        "batches": _batch_progress(cards),
-        "agents": _running_agents(project),
-        "spent": spent, "budget": budget,
-        "budget_percent": round(100 * spent / budget) if budget else None,
-        "eta": run_eta(project=project, remaining=len(cards) - finished),
-    }
+    return RunProgress(
+        total=len(cards), done=counts[Task.Status.DONE], counts=dict(counts),
+        percent=round(100 * counts[Task.Status.DONE] / len(cards)) if cards else 0,
+        batches=_batch_progress(cards),
+        agents=_running_agents(project),
+        spent=spent, budget=budget,
+        budget_percent=round(100 * spent / budget) if budget else None,
+        eta=run_eta(project=project, remaining=len(cards) - finished),
+    )
 
 
 def _batched_cards(project: Project) -> list[Card]:

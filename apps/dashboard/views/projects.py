@@ -42,8 +42,8 @@ def project(request: HttpRequest, slug: str) -> HttpResponse:
         return _progress(request, project)
     board = project_board(project=project)
     context = {**project_context(request, project, "dashboard"), **_live(project), "board": board,
-               "last_seq": board["last_seq"],
-               "progress": run_progress(project=project, cards=board["cards"]),
+               "last_seq": board.last_seq,
+               "progress": run_progress(project=project, cards=board.cards),
                "activity": _activity(project), "critical": _critical(project),
                "budget_paused": budget_paused(project=project)}
     return render(request, "dashboard/project.html", context)
