@@ -3,8 +3,6 @@
 No `from __future__ import annotations` here: django-ninja reads the signatures' types at runtime.
 """
 
-from dataclasses import asdict
-
 from django.http import HttpRequest
 from ninja import Field, Query, Router, Schema
 
@@ -91,7 +89,7 @@ def costs_summary(request: HttpRequest, project_id: str):
 def costs_forecast(request: HttpRequest, project_id: str):
     """Likely and worst-case cost of the open tasks, per tier, from this project's own history."""
     forecast = costs.cost_forecast(project=project_get(user=request.user, project_id=project_id))
-    return {**asdict(forecast), "summary": costs.forecast_line(forecast)}
+    return ForecastOut(**vars(forecast), summary=costs.forecast_line(forecast))
 
 
 @router.get("/projects/{project_id}/model-stats", response=list[ModelStatOut])

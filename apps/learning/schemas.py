@@ -1,9 +1,12 @@
 """API shapes for expertise, costs and model statistics (no __future__: ninja reads annotations at runtime)."""
 
+from dataclasses import dataclass
 from datetime import date, datetime
 from decimal import Decimal
 
 from ninja import Field, Schema
+
+from apps.learning.costs import CostForecast
 
 
 class ExpertiseSummaryOut(Schema):
@@ -91,29 +94,11 @@ class CostsOut(Schema):
     by_day: list[DayCostOut]
 
 
-class TierForecastOut(Schema):
-    tier: str
-    model: str
-    tasks: int
-    per_task_likely_usd: Decimal
-    per_task_worst_usd: Decimal
-    likely_usd: Decimal
-    worst_usd: Decimal
-    basis: str
+@dataclass(frozen=True)
+class ForecastOut(CostForecast):
+    """The forecast as `costs.cost_forecast` makes it, plus its one-line summary."""
 
-
-class ForecastOut(Schema):
-    remaining_tasks: int
-    spent_usd: Decimal
-    budget_usd: Decimal | None
-    likely_usd: Decimal
-    worst_usd: Decimal
-    likely_total_usd: Decimal
-    worst_total_usd: Decimal
-    fits_budget: bool | None
-    worst_fits_budget: bool | None
-    by_tier: list[TierForecastOut]
-    summary: str
+    summary: str = ""
 
 
 class ModelStatOut(Schema):
