@@ -36,8 +36,8 @@ def test_a_run_writes_batch_task_agent_cost_and_run_events_in_order(replay_proje
 
     seqs = [e["seq"] for e in events]
     assert seqs == sorted(seqs) and len(set(seqs)) == len(seqs)
-    run = [e["payload"]["status"] for e in events if e["kind"] == "run_status"]
-    assert run == ["running", "completed"] and events[-1]["kind"] == "run_status"
+    run = [e["payload"]["status"] for e in events if e["kind"] == "run_status"]  # the import planned it
+    assert run == ["planned", "running", "completed"] and events[-1]["kind"] == "run_status"
     for task in "ABC":  # each task starts, then is merged, then completes
         kinds = _kinds(events, task)
         assert kinds.index("task_start") < kinds.index("task_complete") == len(kinds) - 1
