@@ -30,10 +30,12 @@ from django.test import Client  # noqa: E402
 from django.test.utils import CaptureQueriesContext  # noqa: E402
 from django.utils import timezone  # noqa: E402
 
-from apps.orchestration.runs import set_project_status  # noqa: E402
 from apps.projects.models import Project, Task  # noqa: E402
 from apps.projects.plan import plan_import  # noqa: E402
-from apps.projects.services import project_create  # noqa: E402
+from apps.projects.services import (
+    project_create,
+    project_status_move,
+)
 from tests.factories import wide_plan  # noqa: E402
 
 SWIMLANE_GOAL_MS, TASK_PAGE_GOAL_MS = 100.0, 30.0
@@ -47,7 +49,7 @@ def make_project(owner, size: int) -> Project:
     now = timezone.now()
     Task.objects.filter(pk__in=ids[: size // 3]).update(status=Task.Status.DONE, started_at=now, completed_at=now)
     Task.objects.filter(pk__in=ids[size // 3: size // 3 + 5]).update(status=Task.Status.RUNNING, started_at=now)
-    set_project_status(project, Project.Status.RUNNING)
+    project_status_move(project=project, to=Project.Status.RUNNING)
     return project
 
 
