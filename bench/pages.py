@@ -32,10 +32,7 @@ from django.utils import timezone  # noqa: E402
 
 from apps.projects.models import Project, Task  # noqa: E402
 from apps.projects.plan import plan_import  # noqa: E402
-from apps.projects.services import (
-    project_create,
-    project_status_move,
-)
+from apps.projects.services import project_create, project_status_move  # noqa: E402
 from tests.factories import wide_plan  # noqa: E402
 
 SWIMLANE_GOAL_MS, TASK_PAGE_GOAL_MS = 100.0, 30.0
