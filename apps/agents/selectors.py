@@ -7,10 +7,11 @@ from decimal import Decimal
 from django.db.models import QuerySet, Sum
 
 from apps.agents.models import AgentCost, AgentSession, Checkpoint, ModelPrice, SessionEvent
-from apps.core.errors import NotFoundError, PermissionDeniedError
+from apps.core.errors import NotFoundError
 from apps.core.validation import as_id
 from apps.projects.models import Project
-from apps.projects.selectors import can_operate, projects_visible_to
+from apps.projects.permissions import Act, permission_require
+from apps.projects.selectors import projects_visible_to
 
 
 def sessions_list(*, project: Project) -> QuerySet[AgentSession]:
@@ -35,8 +36,8 @@ def session_get(*, user, session_id: int | str, operate: bool = False) -> AgentS
     """The session if its project is visible to `user` (else not found), and operable when `operate`."""
     rows = AgentSession.objects.select_related("project", "task").filter(project__in=projects_visible_to(user))
     session = session_find(session_id, rows)
-    if operate and not can_operate(user, session.project):
-        raise PermissionDeniedError("you may view this project but not act on it")
+    if operate:
+        permission_require(user, session.project, Act.OPERATE)
     return session
 
 

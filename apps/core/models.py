@@ -55,6 +55,17 @@ class AuditAction(models.TextChoices):
     WORKTREE_DISCARDED = "worktree_discarded"
     TASK_CANCELLED = "task_cancelled"
     TASK_RETRIED = "task_retried"
+    PROJECT_CREATED = "project_created"
+    PROJECT_DELETED = "project_deleted"
+    MEMBERSHIP_CHANGED = "membership_changed"
+    RUN_STARTED = "run_started"
+    PLAN_IMPORTED = "plan_imported"
+    WORKTREE_MERGED = "worktree_merged"
+    LOGIN_SUCCEEDED = "login_succeeded"
+    LOGIN_FAILED = "login_failed"
+    LOGIN_LOCKED_OUT = "login_locked_out"
+    LOGIN_UNLOCKED = "login_unlocked"
+    SECRETS_ROTATED = "secrets_rotated"
 
 
 class AuditImmutableError(YokeFlowError):

@@ -25,6 +25,7 @@ from apps.interventions.services import (
     preference_update,
 )
 from apps.projects.admin import ProjectScopedAdmin
+from apps.projects.permissions import Act, permission_require
 from apps.projects.selectors import can_operate, projects_visible_to
 
 
@@ -93,8 +94,7 @@ class PausedSessionAdmin(NoWriteMixin, ReadOnlyAdmin):
             self.message_user(request, "none of the selected pauses waits for budget", messages.WARNING)
         for project in projects.values():
             try:
-                if not can_operate(request.user, project):
-                    raise PermissionDeniedError(f"you may not approve budget for project {project.slug!r}")
+                permission_require(request.user, project, Act.BUDGET)
                 result = budget_approve(project=project, amount=amount,
                                         by=request.user.get_username(), notes="approved from the admin")
             except YokeFlowError as exc:

@@ -15,6 +15,7 @@ from apps.interventions.schemas import (
     PauseOut,
     ResumeIn,
 )
+from apps.projects.permissions import Act
 from apps.projects.selectors import project_get
 
 router = Router(tags=["interventions"])
@@ -62,7 +63,7 @@ def preferences(request: HttpRequest, project_id: str):
 @router.post("/projects/{project_id}/notifications/preferences", response=NotificationPreferenceOut)
 def preferences_update(request: HttpRequest, project_id: str, data: NotificationPreferenceIn):
     """Change the preferences; omitted fields keep their value. Secrets are stored encrypted, shown masked."""
-    project = project_get(user=request.user, project_id=project_id, operate=True)
+    project = project_get(user=request.user, project_id=project_id, act=Act.NOTIFICATIONS)
     changes = {name: value for name, value in data.model_dump(exclude_unset=True).items() if value is not None}
     return services.preference_update(project=project, changes=changes)
 
@@ -70,6 +71,6 @@ def preferences_update(request: HttpRequest, project_id: str, data: Notification
 @router.post("/projects/{project_id}/budget/approve", response=BudgetApproveOut)
 def budget_approve(request: HttpRequest, project_id: str, data: BudgetApproveIn):
     """Raise the budget by `amount` and continue the sessions paused for budget (409 if the project has none)."""
-    project = project_get(user=request.user, project_id=project_id, operate=True)
+    project = project_get(user=request.user, project_id=project_id, act=Act.BUDGET)
     return services.budget_approve(project=project, amount=data.amount, by=request.user.get_username(),
                                    notes=data.notes)

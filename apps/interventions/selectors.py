@@ -5,11 +5,12 @@ from __future__ import annotations
 from django.db.models import Prefetch, QuerySet
 
 from apps.agents.models import AgentSession
-from apps.core.errors import NotFoundError, PermissionDeniedError
+from apps.core.errors import NotFoundError
 from apps.core.validation import as_id
 from apps.interventions.models import InterventionAction, NotificationPreference, PausedSession, PauseType
 from apps.projects.models import Project
-from apps.projects.selectors import User, can_operate, project_get, projects_visible_to
+from apps.projects.permissions import Act, permission_require
+from apps.projects.selectors import User, project_get, projects_visible_to
 
 HISTORY_LIMIT_MAX = 500
 
@@ -39,8 +40,8 @@ def pause_get(*, user: User, pause_id: int | str, operate: bool = False) -> Paus
     pause = _pauses(user, None).filter(pk=pk).first() if pk is not None else None
     if pause is None:
         raise NotFoundError(f"intervention {pause_id!r} not found", code="intervention_not_found")
-    if operate and not can_operate(user, pause.project):
-        raise PermissionDeniedError(f"you may view project {pause.project.slug!r} but not resume its sessions")
+    if operate:
+        permission_require(user, pause.project, Act.OPERATE)
     return pause
 
 

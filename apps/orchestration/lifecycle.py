@@ -47,6 +47,9 @@ def run_start(*, project: Project, parallel: bool | None = None, max_concurrency
         for task in project.tasks.filter(status=TaskStatus.CANCELLED):  # a cancelled run's tasks are to do again
             task_transition(task=task, to=TaskStatus.PENDING)
         project_status_move(project=project, to=Project.Status.RUNNING)
+        audit_record(action=AuditAction.RUN_STARTED, target=f"project {project.slug}", project=project,
+                     details={"parallel": project.parallel_enabled, "max_concurrency": project.max_concurrency,
+                              "strategy": project.strategy})
         batches_plan(project=project)
         reaper_ensure()
         schedule_locked(project)

@@ -52,6 +52,9 @@ def worktree_merge_request(*, worktree: Worktree, side: str | None = None) -> Me
         result = _result_of(worktree, task)
     else:
         result = merge_worktree(worktree=worktree, side=side)
+    audit_record(action=AuditAction.WORKTREE_MERGED, target=f"worktree {worktree.branch}", project=worktree.project,
+                 details={"side": side or "", "merged": result.merged, "conflict_files": result.conflict_files,
+                          "failures": result.failures})
     project_kick(project=worktree.project)
     return result
 

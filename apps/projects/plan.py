@@ -23,7 +23,9 @@ import pydantic
 from django.db import transaction
 from pydantic import ConfigDict, Field, StringConstraints
 
+from apps.core.audit import audit_record
 from apps.core.errors import ConflictError, ValidationError
+from apps.core.models import AuditAction
 from apps.core.validation import Text
 from apps.projects.graph import DependencyGraph, Edge, Node
 from apps.projects.models import (
@@ -303,6 +305,9 @@ def plan_import(
         locked = Project.objects.select_for_update().get(pk=project.pk)
         _clear_existing_plan(locked, replace=replace)
         result = _write_plan(locked, plan, suggestions if apply_suggestions else [])
+        audit_record(action=AuditAction.PLAN_IMPORTED, target=f"project {locked.slug}", project=locked,
+                     details={"epics": result.epics, "tasks": result.tasks, "dependencies": result.dependencies,
+                              "replace": replace})
     result.suggestions = suggestions
     result.applied_suggestions = apply_suggestions and bool(suggestions)
     project.refresh_from_db()

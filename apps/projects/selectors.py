@@ -7,10 +7,11 @@ import re
 from django.contrib.auth.models import AbstractBaseUser, AnonymousUser
 from django.db.models import Count, Q, QuerySet
 
-from apps.core.errors import NotFoundError, PermissionDeniedError
+from apps.core.errors import NotFoundError
 from apps.core.validation import as_id
 from apps.projects.graph import DependencyGraph, Edge, Node
-from apps.projects.models import KEY_RE, SLUG_RE, Epic, Project, ProjectMembership, Task, TaskDependency
+from apps.projects.models import KEY_RE, SLUG_RE, Epic, Project, Task, TaskDependency
+from apps.projects.permissions import Act, allowed, permission_require
 
 User = AbstractBaseUser | AnonymousUser
 
@@ -26,13 +27,7 @@ def projects_visible_to(user: User) -> QuerySet[Project]:
 
 
 def can_operate(user: User, project: Project) -> bool:
-    if not user.is_authenticated:
-        return False
-    if user.is_staff or project.owner_id == user.pk:
-        return True
-    return ProjectMembership.objects.filter(
-        project=project, user=user, role=ProjectMembership.Role.OPERATOR
-    ).exists()
+    return allowed(user, project, Act.OPERATE)
 
 
 def _by_key_or_id(rows: QuerySet, field: str, shape: re.Pattern[str], ref: str):
@@ -55,14 +50,15 @@ def project_find(project_id: int | str, rows: QuerySet[Project] | None = None) -
     return project
 
 
-def project_get(*, user: User, project_id: int | str, operate: bool = False) -> Project:
-    """The project by slug or id if `user` may see it (and act on it when `operate`).
+def project_get(*, user: User, project_id: int | str, operate: bool = False, act: Act | None = None) -> Project:
+    """The project by slug or id if `user` may see it, and may do `act` to it (`operate`: Act.OPERATE).
 
     A project the user cannot see is reported as not found, so its existence does not leak.
     """
     project = project_find(project_id, projects_visible_to(user))
-    if operate and not can_operate(user, project):
-        raise PermissionDeniedError(f"you may view project {project.slug!r} but not act on it")
+    act = act or (Act.OPERATE if operate else None)
+    if act is not None:
+        permission_require(user, project, act)
     return project
 
 

@@ -22,7 +22,6 @@ from apps.core.transitions import status_move, transition_check
 from apps.projects.events import event_emit, task_event, tasks_event
 from apps.projects.graph import DependencyGraph, Edge
 from apps.projects.models import (
-    OWNER_ONLY_FIELDS,
     RESERVED_SLUGS,
     Epic,
     EventKind,
@@ -31,6 +30,7 @@ from apps.projects.models import (
     Task,
     TaskDependency,
 )
+from apps.projects.permissions import Act, acts_for_fields, permission_require
 from apps.projects.selectors import project_graph, task_get
 from apps.projects.transitions import EPIC_TRANSITIONS, PROJECT_TRANSITIONS, TASK_TRANSITIONS
 
@@ -99,7 +99,11 @@ def project_create(
     slug = _slug_for(name, slug)
     project = Project(owner=owner, name=name.strip(), slug=slug, spec=spec, **options)
     project.repo_path = _checked_repo_path(repo_path) or str(Path(settings.PROJECTS_ROOT) / slug / "repo")
-    return _save_validated(project)
+    with transaction.atomic():
+        project = _save_validated(project)
+        audit_record(action=AuditAction.PROJECT_CREATED, target=f"project {project.slug}", project=project,
+                     actor=owner.get_username(), details={"name": project.name})
+    return project
 
 
 def project_update(*, project: Project, by: AbstractBaseUser | None = None, **fields: Any) -> Project:
@@ -123,28 +127,36 @@ def project_update(*, project: Project, by: AbstractBaseUser | None = None, **fi
 
 
 def _check_settings_permission(project: Project, by: AbstractBaseUser, fields: dict[str, Any]) -> None:
-    """What runs in the jail or what it reaches is the owner's call; the open network is staff's alone."""
+    """Each changed field needs its act (permissions.ROLE_ACTS); the open network is staff's alone."""
     changed = {name for name, value in fields.items() if getattr(project, name) != value}
-    owner_only = sorted(changed & OWNER_ONLY_FIELDS)
-    if owner_only and not (by.is_staff or project.owner_id == by.pk):
-        raise PermissionDeniedError(f"only the project's owner may change {', '.join(owner_only)}",
-                                    details={"fields": owner_only})
+    for act, names in acts_for_fields(changed).items():
+        permission_require(by, project, act, fields=names)
     if fields.get("network") == "open" and "network" in changed and not by.is_staff:
         raise PermissionDeniedError("only staff may give a project the open network mode",
                                     details={"fields": ["network"]})
 
 
 def project_delete(*, project: Project, by: AbstractBaseUser) -> None:
-    if not (by.is_staff or project.owner_id == by.pk):
-        raise PermissionDeniedError("only the owner or staff may delete a project")
+    permission_require(by, project, Act.DELETE)
     if project.tasks.filter(status__in=[Task.Status.RUNNING, Task.Status.MERGING]).exists():
         raise ConflictError(f"project {project.slug!r} has running tasks; cancel the run first",
                             code="project_running", recoverable=True)
+    audit_record(action=AuditAction.PROJECT_DELETED, target=f"project {project.slug}", project=project,
+                 actor=by.get_username())
     project.delete()
 
 
-def membership_set(*, project: Project, user: AbstractBaseUser, role: str | None) -> ProjectMembership | None:
-    """Give `user` a role on `project`, change it, or (role=None) remove them."""
+def membership_set(*, project: Project, user: AbstractBaseUser, role: str | None,
+                   by: AbstractBaseUser | None = None) -> ProjectMembership | None:
+    """Give `user` a role on `project`, change it, or (role=None) remove them; `by` (None: a command) must be
+    allowed to change the members. Every change is in the audit log."""
+    if by is not None:
+        permission_require(by, project, Act.MEMBERS)
+    before = ProjectMembership.objects.filter(project=project, user=user).values_list("role", flat=True).first()
+    if before != role:
+        audit_record(action=AuditAction.MEMBERSHIP_CHANGED, target=f"project {project.slug}", project=project,
+                     actor=by.get_username() if by is not None else "",
+                     details={"user": user.get_username(), "role": [before, role]})
     if role is None:
         ProjectMembership.objects.filter(project=project, user=user).delete()
         return None

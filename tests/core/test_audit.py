@@ -170,9 +170,10 @@ def test_an_outsider_sees_only_their_projects_events_and_their_own_tokens(api_cl
     seen = list(audit_list(user=outsider))
 
     assert {(e.action, e.project_id, e.actor) for e in seen} == {
-        (AuditAction.TOKEN_CREATED, None, "oscar"), (AuditAction.SETTINGS_CHANGED, own.pk, "system")}
+        (AuditAction.TOKEN_CREATED, None, "oscar"), (AuditAction.PROJECT_CREATED, own.pk, "oscar"),
+        (AuditAction.SETTINGS_CHANGED, own.pk, "system")}
     assert len(audit_list(user=owner, action=AuditAction.SETTINGS_CHANGED)) == 1
-    assert len(audit_list(user=staff)) == 4
+    assert len(audit_list(user=staff)) == 6  # and the two projects' creation
     assert len(audit_list(user=staff, project=project, limit=1)) == 1
 
 

@@ -213,7 +213,7 @@ def test_a_viewer_sees_no_form_and_cannot_edit(client, project, viewer, database
 
     assert "read only" in page and 'name="content"' not in page and 'value="validate"' not in page
     assert response.status_code == 403
-    assert "you may view project" in response.text and 'name="content"' not in response.text
+    assert "you may not run or change its work" in response.text and 'name="content"' not in response.text
     database.refresh_from_db()
     assert database.version == 1 and database.updates.count() == 1
 

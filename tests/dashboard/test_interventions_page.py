@@ -149,7 +149,7 @@ def test_a_viewer_sees_no_resume_form_and_cannot_resume(client, viewer, pause):
     response = client.post(resume_url(pause.pk), {"resolved_by": "vera", "notes": "let me"})
 
     assert "pytest -q" in page and resume_url(pause.pk) not in page and "Resume session" not in page
-    assert response.status_code == 403 and "not resume its sessions" in response.text
+    assert response.status_code == 403 and "you may not run or change its work" in response.text
     assert not PausedSession.objects.get(pk=pause.pk).resolved
 
 

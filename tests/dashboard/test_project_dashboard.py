@@ -125,7 +125,7 @@ def test_a_viewer_sees_no_buttons_and_cannot_start_a_run(client, planned_project
     refused = client.post("/projects/todo-service/run/start", follow=True)
 
     assert "Start run" not in page and "read only" in page
-    assert "but not act on it" in refused.text
+    assert "you may not run or change its work" in refused.text
     planned_project.refresh_from_db()
     assert planned_project.status == "planned" and not planned_project.sessions.exists()
 

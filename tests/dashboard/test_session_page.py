@@ -107,7 +107,7 @@ def test_a_viewer_cannot_pause_or_kill(client, built, viewer, replay_project):
     page = client.get(f"/sessions/{session.pk}/").text
     refused = client.post(f"/sessions/{session.pk}/kill", follow=True)
 
-    assert "Kill session" not in page and "but not act on it" in refused.text
+    assert "Kill session" not in page and "you may not run or change its work" in refused.text
     session.refresh_from_db()
     assert session.status == "completed"
 

@@ -236,7 +236,7 @@ def test_a_viewers_post_is_refused_without_change(client, repo_project, viewer):
 
     for action in ("merge", "cleanup"):
         response = client.post(action_url(repo_project, tree, action), {"force": "on"})
-        assert response.status_code == 403 and "you may view project" in response.text
+        assert response.status_code == 403 and "you may not run or change its work" in response.text
     tree.refresh_from_db()
     assert tree.status == "active" and Path(tree.path).is_dir() and branches(repo_project) == [tree.branch]
 

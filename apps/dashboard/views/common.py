@@ -7,6 +7,7 @@ from django.http import Http404, HttpRequest
 from apps.core.errors import NotFoundError
 from apps.projects import selectors
 from apps.projects.models import Project
+from apps.projects.permissions import Act, allowed
 
 
 def project_for(request: HttpRequest, slug: str, *, operate: bool = False) -> Project:
@@ -20,5 +21,6 @@ def project_for(request: HttpRequest, slug: str, *, operate: bool = False) -> Pr
 
 def project_context(request: HttpRequest, project: Project, current: str) -> dict:
     """The header every project page shows: the project, the sub-navigation's current tab, may this user act."""
-    return {"project": project, "current": current, "can_operate": selectors.can_operate(request.user, project)}
+    return {"project": project, "current": current, "can_operate": selectors.can_operate(request.user, project),
+            "can_budget": allowed(request.user, project, Act.BUDGET)}
 

@@ -17,6 +17,7 @@ from apps.interventions.models import PausedSession
 from apps.interventions.services import budget_approve as budget_approve_service
 from apps.interventions.services import pause_resolve
 from apps.projects import selectors
+from apps.projects.permissions import Act, allowed
 
 # Blocker keys the card shows in their own rows; any other key is listed after them.
 BLOCKER_SHOWN = frozenset({"command", "pattern", "match", "tool", "port", "module", "files", "advice",
@@ -56,7 +57,7 @@ def budget_approve(request: HttpRequest, slug: str) -> HttpResponse:
     form = BudgetApproveForm(request.POST, request=request)
     back = form.back()
     try:
-        project = selectors.project_get(user=request.user, project_id=slug, operate=True)
+        project = selectors.project_get(user=request.user, project_id=slug, act=Act.BUDGET)
         values = form.checked()
         result = budget_approve_service(project=project, amount=values["amount"], by=request.user.get_username(),
                                         notes=values["notes"])
@@ -107,8 +108,10 @@ def _pauses_of(request: HttpRequest, tab: str, slug: str) -> list[PausedSession]
         rows = list(pauses.pauses_active(user=request.user, project_id=slug or None))
     projects = {pause.project_id: pause.project for pause in rows}
     operable = {pk for pk, project in projects.items() if selectors.can_operate(request.user, project)}
+    budgets = {pk for pk, project in projects.items() if allowed(request.user, project, Act.BUDGET)}
     for pause in rows:
         pause.can_resume = not pause.resolved and pause.project_id in operable
+        pause.can_approve = not pause.resolved and pause.project_id in budgets
         info = pause.blocker_info if isinstance(pause.blocker_info, dict) else {}
         pause.blocker_extra = sorted(((key, value) for key, value in info.items()
                                       if key not in BLOCKER_SHOWN and value not in (None, "", [], {})),
