@@ -12,6 +12,7 @@ from django.utils import timezone
 from apps.core import ops
 from apps.core.audit import audit_list
 from apps.core.errors import ValidationError
+from apps.core.logins import login_unlock
 from apps.core.models import AuditAction, AuditEvent
 from apps.core.tokens import token_create
 from apps.core.validation import age_or_none
@@ -36,6 +37,11 @@ def register(subparsers: Any) -> None:
     audit.add_argument("--json", action="store_true", help="print JSON rows instead of a table")
     audit.set_defaults(handler=_audit)
 
+    unlock = subparsers.add_parser("unlock", help="lift a login lockout for a username and/or an address")
+    unlock.add_argument("username", nargs="?", default="")
+    unlock.add_argument("--ip", default="", help="the address to unlock")
+    unlock.set_defaults(handler=_unlock)
+
 
 def _register_config(subparsers: Any) -> None:
     # `manage.py yokeflow config …` is handled by manage.py before Django starts (a bad setting may keep it from
@@ -49,6 +55,11 @@ def _register_config(subparsers: Any) -> None:
 
 def _config_validate(options: dict[str, Any], out: Any) -> None:
     config_validate(out.write)
+
+
+def _unlock(options: dict[str, Any], out: Any) -> None:
+    removed = login_unlock(username=options["username"], ip_address=options["ip"], by="command line")
+    out.write(f"unlocked: {removed} failed-attempt record(s) removed")
 
 
 def _token_create(options: dict[str, Any], out: Any) -> None:
