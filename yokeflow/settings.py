@@ -261,6 +261,8 @@ DASHBOARD_POLL_SECONDS = envfloat("DASHBOARD_POLL_SECONDS", 2.0, minimum=0.2)  #
 # polling with ?after=SEQ does not step over an event whose transaction commits a moment later.
 EVENTS_SETTLE_SECONDS = envfloat("EVENTS_SETTLE_SECONDS", 1.0, minimum=0.0)
 EVENTS_STREAM_SECONDS = envint("EVENTS_STREAM_SECONDS", 300, minimum=1)  # one SSE response, then the client reconnects
+# Networks (CIDR) webhooks may reach although they are not public: a receiver on the LAN. Empty: public only.
+WEBHOOK_ALLOWED_NETS = envlist("WEBHOOK_ALLOWED_NETS", [])
 BUDGET_APPROVE_MIN = envint("BUDGET_APPROVE_MIN", 1, minimum=1)  # dollars suggested at least by a budget pause
 
 INSTALLED_APPS = [

@@ -37,6 +37,7 @@ from django.conf import settings
 from apps.agents.egress_relay import pipe
 from apps.agents.jail import JailSpec, unsafe_mode
 from apps.core.errors import ValidationError
+from apps.core.netguard import DestinationRefused, resolve_public
 
 __all__ = ["NETWORK_MODES", "egress_check", "egress_env", "egress_for", "proxy_socket"]
 
@@ -84,14 +85,9 @@ def egress_check(mode: str, host: str, port: int) -> tuple[str, int]:
     if port not in settings.SANDBOX_EGRESS_PORTS:
         raise EgressRefused(f"port {port} is not allowed (SANDBOX_EGRESS_PORTS)")
     try:
-        infos = socket.getaddrinfo(host, port, type=socket.SOCK_STREAM)
-    except OSError as exc:
-        raise EgressRefused(f"{host} cannot be resolved: {exc}") from None
-    addresses = [info[4][0] for info in infos]
-    for address in addresses:
-        if not ipaddress.ip_address(address.split("%")[0]).is_global:
-            raise EgressRefused(f"{host} resolves to {address}, which is not a public address")
-    return addresses[0], port
+        return resolve_public(host, port)[0], port
+    except DestinationRefused as exc:
+        raise EgressRefused(str(exc)) from None
 
 
 # ----------------------------------------------------------------------------------------------- the proxy

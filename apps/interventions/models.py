@@ -144,6 +144,8 @@ class NotificationPreference(BaseModel):
     webhook_enabled = models.BooleanField(default=False)
     webhook_url = EncryptedTextField(blank=True)
     webhook_format = models.CharField(max_length=10, choices=WebhookFormat.choices, default=WebhookFormat.AUTO)
+    # The Standard Webhooks signing secret ("whsec_" + base64 key): made when the URL is set or changed, shown once.
+    webhook_secret = EncryptedTextField(blank=True)
     email_enabled = models.BooleanField(default=False)
     email_addresses = models.JSONField(default=list, blank=True)
     sms_enabled = models.BooleanField(default=False)

@@ -41,6 +41,7 @@ from apps.interventions.models import (
     PausedSession,
 )
 from apps.interventions.services import action_record
+from apps.interventions.webhooks import DestinationRefused, webhook_headers, webhook_message_id, webhook_post
 
 log = logging.getLogger(__name__)
 
@@ -165,9 +166,33 @@ def _webhook_job(*, pref: NotificationPreference, message: dict[str, Any], polic
     if not url:
         return Job(channel="webhook", format=fmt, target="", problem="the webhook URL is not set (or unreadable)")
     body = json.dumps(webhook_payload(message=message, fmt=fmt)).encode()
-    headers = {"Content-Type": "application/json"}
-    return Job(channel="webhook", format=fmt, target=mask(url),
-               send=lambda: http_post(url, body=body, headers=headers, timeout=policy.timeout))
+    secret, message_id = pref.webhook_secret, webhook_message_id()  # one id for every retry of this message
+
+    def send() -> int:
+        headers = {"Content-Type": "application/json", "User-Agent": USER_AGENT,
+                   **webhook_headers(secret, message_id, body)}
+        return _webhook_send(url, body=body, headers=headers, timeout=policy.timeout)
+
+    return Job(channel="webhook", format=fmt, target=mask(url), send=send)
+
+
+def _webhook_send(url: str, *, body: bytes, headers: dict[str, str], timeout: float) -> int:
+    """One signed POST to a checked destination; a redirect is not followed (and not retried)."""
+    try:
+        status, reason = webhook_post(url, body=body, headers=headers, timeout=timeout)
+    except DestinationRefused as exc:
+        raise SendError(f"destination refused: {exc}", retryable=False) from None
+    except TimeoutError:
+        raise SendError(f"no answer within {timeout:g} s") from None
+    except OSError as exc:  # refused, reset, TLS; the message never holds the URL
+        raise SendError(f"connection failed: {exc.strerror or type(exc).__name__}") from None
+    except ValueError:
+        raise SendError("the URL is not valid", retryable=False) from None
+    if 300 <= status < 400:
+        raise SendError(f"HTTP {status} {reason}: redirects are not followed", status=status, retryable=False)
+    if status >= 400:
+        raise SendError(f"HTTP {status} {reason}", status=status, retryable=status == 429 or status >= 500)
+    return status
 
 
 def _email_job(*, pref: NotificationPreference, message: dict[str, Any]) -> Job:

@@ -6,7 +6,7 @@ back only masked (`…1234`) with `*_set` flags.
 
 from datetime import datetime
 from decimal import Decimal
-from typing import Annotated
+from typing import Annotated, Any
 
 from ninja import Field, Schema
 from pydantic import StringConstraints, field_validator
@@ -66,6 +66,7 @@ class NotificationPreferenceIn(Schema):
     twilio_account_sid: Annotated[str, StringConstraints(strip_whitespace=True, max_length=64)] | None = None
     twilio_auth_token: Annotated[str, StringConstraints(strip_whitespace=True, max_length=128)] | None = None
     twilio_from_number: Phone | None = None
+    rotate_webhook_secret: bool | None = Field(None, description="Make a new signing secret (shown once).")
     notify_on_retry_limit: bool | None = None
     notify_on_critical_error: bool | None = None
     notify_on_timeout: bool | None = None
@@ -105,6 +106,12 @@ class NotificationPreferenceOut(Schema):
     notify_on_rate_limit: bool
     min_notification_interval: int
     last_notified_at: datetime | None
+    webhook_secret: str | None = Field(None, description="The webhook signing secret (Standard Webhooks), only in the "
+                                       "answer that created or rotated it: store it in the receiver now.")
+
+    @staticmethod
+    def resolve_webhook_secret(obj: Any) -> str | None:
+        return getattr(obj, "new_webhook_secret", None)
 
 
 class BudgetApproveIn(Schema):

@@ -19,6 +19,7 @@ from apps.core.audit import audit_record
 from apps.core.errors import ConflictError, ValidationError, YokeFlowError
 from apps.core.jobs import enqueue
 from apps.core.models import AuditAction
+from apps.core.netguard import DestinationRefused, Unresolvable, destination, networks
 from apps.interventions.models import (
     PAUSE_OPEN,
     PAUSE_RESOLVED,
@@ -29,6 +30,7 @@ from apps.interventions.models import (
     PauseType,
 )
 from apps.interventions.signals import pause_resolved
+from apps.interventions.webhooks import webhook_secret_new
 from apps.projects.models import Project
 
 log = logging.getLogger(__name__)
@@ -222,22 +224,27 @@ PREFERENCE_FIELDS = frozenset({
     "sms_numbers", "twilio_account_sid", "twilio_auth_token", "twilio_from_number", "notify_on_retry_limit",
     "notify_on_critical_error", "notify_on_timeout", "notify_on_manual_pause", "notify_on_budget",
     "notify_on_merge_conflict", "notify_on_rate_limit", "min_notification_interval"})
+PREFERENCE_ACTIONS = frozenset({"rotate_webhook_secret"})  # not fields: what to do with them
 
 
 def preference_update(*, project: Project, changes: dict[str, Any]) -> NotificationPreference:
     """Create or change the project's notification preferences; fields not given keep their value.
 
     An enabled channel needs its targets (a webhook URL, addresses, numbers), checked on the result."""
-    unknown = set(changes) - PREFERENCE_FIELDS
+    unknown = set(changes) - PREFERENCE_FIELDS - PREFERENCE_ACTIONS
     if unknown:
         raise ValidationError(f"unknown fields: {', '.join(sorted(unknown))}", code="invalid_fields",
                               details={"fields": {name: ["unknown field"] for name in sorted(unknown)}})
     with transaction.atomic():
         pref = NotificationPreference.objects.select_for_update().filter(project=project).first() \
             or NotificationPreference(project=project)
+        rotate = bool(changes.pop("rotate_webhook_secret", False))
+        url_changed = "webhook_url" in changes and changes["webhook_url"] != pref.webhook_url
         for name, value in changes.items():
             setattr(pref, name, value)
-        preference_check(pref)
+        preference_check(pref, url_changed=url_changed)
+        if pref.webhook_url and (rotate or url_changed or not pref.webhook_secret):
+            pref.webhook_secret = pref.new_webhook_secret = webhook_secret_new()
         pref.save()
         # Field names only: the values include the webhook URL and the Twilio credentials.
         audit_record(action=AuditAction.NOTIFICATIONS_CHANGED, target=f"project {project.slug}", project=project,
@@ -246,7 +253,15 @@ def preference_update(*, project: Project, changes: dict[str, Any]) -> Notificat
     return pref
 
 
-def preference_check(pref: NotificationPreference) -> None:
+def preference_check(pref: NotificationPreference, *, url_changed: bool = False) -> None:
+    if pref.webhook_url and url_changed:
+        try:
+            destination(pref.webhook_url, allowed=networks(settings.WEBHOOK_ALLOWED_NETS))
+        except Unresolvable:
+            pass  # DNS may be split or down now; each send checks again, so an inside address is refused then
+        except DestinationRefused as exc:
+            raise ValidationError(f"webhook_url: {exc}", code="invalid_fields",
+                                  details={"fields": {"webhook_url": [str(exc)]}}) from None
     missing = {}
     if pref.webhook_enabled and not pref.webhook_url:
         missing["webhook_url"] = ["required when webhook_enabled"]

@@ -47,6 +47,7 @@ class FakeHTTPServer:
     fail_status: int = 500
     fail_always: bool = False
     delay: float = 0.0
+    location: str = ""  # sent as the Location header (with a 3xx status: a redirect)
     requests: list[RecordedRequest] = field(default_factory=list)
 
     def __post_init__(self) -> None:
@@ -99,6 +100,8 @@ class _Handler(BaseHTTPRequestHandler):
         body = json.dumps({"ok": status < 400}).encode()
         self.send_response(status)
         self.send_header("Content-Type", "application/json")
+        if fake.location:
+            self.send_header("Location", fake.location)
         self.send_header("Content-Length", str(len(body)))
         self.end_headers()
         self.wfile.write(body)
