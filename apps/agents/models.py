@@ -16,6 +16,7 @@ from django.db.models import Q
 from django.utils import timezone
 
 from apps.core.models import BaseModel, in_choices
+from apps.core.redaction import redact_value
 from apps.projects.models import Project, Task
 
 
@@ -140,6 +141,12 @@ class SessionEvent(models.Model):
 
     def __str__(self) -> str:
         return f"{self.session_id}#{self.seq} {self.type}"
+
+    @property
+    def payload_shown(self) -> dict:
+        """The payload as pages, the API and exports show it: masked again, so rows stored before a pattern
+        existed (or before a value was known to be secret) do not show it either."""
+        return redact_value(self.payload) if isinstance(self.payload, dict) else {}
 
 
 class Checkpoint(BaseModel):

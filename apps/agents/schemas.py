@@ -46,7 +46,7 @@ class SessionDetailOut(SessionOut):
 class EventOut(Schema):
     seq: int
     type: str
-    payload: dict
+    payload: dict = Field(alias="payload_shown")  # secrets masked again as it is served
     created: datetime
 
 

@@ -14,14 +14,25 @@ MASK = "[redacted]"
 MIN_SECRET_LENGTH = 8  # shorter values would blank ordinary words
 
 PATTERNS = [
+    # PEM private keys, whole (a key cut off at the end of a text is masked to the end)
+    re.compile(r"-----BEGIN [A-Z0-9 ]*PRIVATE KEY( BLOCK)?-----[\s\S]*?"
+               r"(?:-----END [A-Z0-9 ]*PRIVATE KEY( BLOCK)?-----|$)"),
     re.compile(r"sk-ant-[A-Za-z0-9_\-]{8,}"),  # Anthropic API keys
     re.compile(r"(?i)\bbearer\s+[A-Za-z0-9._~+/=\-]{8,}"),  # Authorization: Bearer …
-    re.compile(r"(?i)\b(?:password|passwd|pwd|secret|token|api[_-]?key|auth[_-]?token)\s*[=:]\s*[\"']?[^\s\"',;&]+"),
-    re.compile(r"(?i)\"(?:password|secret|token|api_key|auth_token)\"\s*:\s*\"[^\"]+\""),
+    re.compile(r"\b(?:gh[pousr]_[A-Za-z0-9]{30,255}|github_pat_[A-Za-z0-9_]{22,255})\b"),  # GitHub tokens, all kinds
+    re.compile(r"\b(?:AKIA|ASIA|ABIA|ACCA)[0-9A-Z]{16}\b"),  # AWS access key ids (their secrets: the next pattern)
+    re.compile(r"\bxox[abposre]-[A-Za-z0-9-]{10,}|\bxapp-\d-[A-Za-z0-9-]{10,}"),  # Slack bot/user/app tokens
+    re.compile(r"\beyJ[A-Za-z0-9_-]{8,}\.eyJ[A-Za-z0-9_-]{8,}\.[A-Za-z0-9_-]{8,}"),  # JWTs
+    # NAME=value and NAME: value where the name says secret (AWS_SECRET_ACCESS_KEY=…, DB_PASSWORD: …, api-key=…);
+    # a bare number ("tokens: 12000") is not a secret
+    re.compile(r"(?i)\b[A-Z0-9_.-]*(?:password|passwd|pwd|secret|token|api[_-]?key|access[_-]?key|private[_-]?key|"
+               r"credentials?)[A-Z0-9_]*\s*[=:]\s*[\"']?(?![\d.,]+\b)[^\s\"',;&]{4,}"),
+    re.compile(r"(?i)\"[A-Z0-9_-]*(?:password|secret|token|api_?key|access_?key|private_?key)[A-Z0-9_-]*\"\s*:\s*"
+               r"\"[^\"]+\""),
     re.compile(r"https://hooks\.slack\.com/[^\s\"']+"),  # webhook URLs carry their own credential
     re.compile(r"https://(?:discord(?:app)?\.com|[\w.-]*\.webhook\.office\.com)/[^\s\"']*webhook[^\s\"']*", re.I),
     re.compile(r"\bAC[0-9a-f]{32}\b"),  # Twilio account SID
-    re.compile(r"(?i)https?://[^\s\"'/@]+:[^\s\"'/@]+@"),  # user:password@ in any URL (database URLs included)
+    re.compile(r"(?i)(?<=://)[^\s\"'/@:]*:[^\s\"'/@]+(?=@)"),  # user:password@ in a URL of any scheme
 ]
 
 _known: set[str] = set()

@@ -251,7 +251,7 @@ def _sessions(options: dict[str, Any], out: Any) -> None:
 
 
 def _event_text(event: Any) -> str:
-    payload = event.payload
+    payload = event.payload_shown
     if event.type == "system":
         text = payload.get("text", "")
         body = f"{text[:200]}… ({len(text)} characters; --json shows all)" if len(text) > 200 else text
@@ -273,7 +273,7 @@ def _transcript(options: dict[str, Any], out: Any) -> None:
         out.write(f"model choice: {session.model_reason}")
     for event in agent_selectors.events_list(session=session, after=options["after"]).iterator():
         if options["json"]:
-            out.write(json.dumps({"seq": event.seq, "type": event.type, "payload": event.payload,
+            out.write(json.dumps({"seq": event.seq, "type": event.type, "payload": event.payload_shown,
                                   "created": event.created.isoformat()}, ensure_ascii=False))
         else:
             out.write(_event_text(event))

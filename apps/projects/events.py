@@ -16,6 +16,7 @@ from django.db import connection
 from django.db.models import Max
 from django.utils import timezone
 
+from apps.core.redaction import redact_value
 from apps.projects.models import EventKind, Project, ProjectEvent, Task
 
 FEED_LIMIT = 500
@@ -78,7 +79,8 @@ def event_last_seq(project: Project) -> int:
 
 def event_as_dict(event: ProjectEvent) -> dict:
     return {"seq": event.pk, "kind": event.kind, "created": event.created.isoformat(),
-            "session_id": event.session_id, "task": event.payload.get("task"), "payload": event.payload}
+            "session_id": event.session_id, "task": event.payload.get("task"),
+            "payload": redact_value(event.payload)}
 
 
 def _plain(value: object) -> object:

@@ -72,7 +72,7 @@ def _figures(session: AgentSession) -> dict:
 
 def transcript_row(event: SessionEvent) -> dict:
     """One transcript line for the page: what it is, a one-line summary, the full body when there is more."""
-    payload = event.payload if isinstance(event.payload, dict) else {}
+    payload = event.payload_shown
     summary, body = _describe(event.type, payload)
     error = event.type in ERROR_TYPES or bool(payload.get("is_error"))
     collapsed = event.type in ("tool_use", "tool_result", "system", "thinking")
