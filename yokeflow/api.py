@@ -7,12 +7,19 @@ produce a 500 through a known error path.
 
 from __future__ import annotations
 
+import functools
+import json
 import logging
+from collections.abc import Callable
+from typing import Any
 
+from django.contrib.auth.decorators import login_not_required
+from django.contrib.auth.views import redirect_to_login
 from django.core.exceptions import RequestDataTooBig
-from django.http import Http404, HttpRequest, HttpResponse
+from django.http import Http404, HttpRequest, HttpResponse, JsonResponse
 from ninja import NinjaAPI
 from ninja.errors import AuthenticationError, HttpError
+from ninja.parser import Parser
 from ninja.security import HttpBearer, SessionAuth
 
 from apps.agents.api import router as agents_router
@@ -20,12 +27,29 @@ from apps.core.context import update as context_update
 from apps.core.errors import YokeFlowError, http_status
 from apps.core.redaction import redact_value
 from apps.core.tokens import token_authenticate
+from apps.core.validation import text_refusal
 from apps.interventions.api import router as interventions_router
 from apps.learning.api import router as learning_router
 from apps.orchestration.api import router as orchestration_router
 from apps.projects.api import router as projects_router
 
 logger = logging.getLogger(__name__)
+
+
+class TextRefused(ValueError):
+    def __init__(self, loc: tuple[str | int, ...], problem: str) -> None:
+        super().__init__(problem)
+        self.loc, self.problem = loc, problem
+
+
+class StrictParser(Parser):
+    """JSON bodies whose every string (and key) can be stored: a NUL or a lone surrogate anywhere is a 422."""
+
+    def parse_body(self, request: HttpRequest) -> Any:
+        data = json.loads(request.body)
+        if found := text_refusal(data):
+            raise TextRefused(*found)
+        return data
 
 
 class BearerToken(HttpBearer):
@@ -39,12 +63,76 @@ class BearerToken(HttpBearer):
         return user
 
 
-api = NinjaAPI(
+ERROR_CODES = {
+    401: "Not authenticated: log in, or send `Authorization: Bearer <token>`.",
+    403: "Authenticated, but this role may not do this (the message names the role and the act).",
+    404: "Not found, or not visible to this user (the two are not told apart).",
+    409: "Refused by the current state (already running, already resolved, a conflict…).",
+    413: "The request body is larger than MAX_REQUEST_BYTES.",
+    422: "Invalid input: the fields and why (NUL characters and lone surrogates included).",
+}
+ERROR_SCHEMA = {"type": "object", "description": "An error: `error` and `message`, or `detail` for field errors.",
+                "properties": {"error": {"type": "string"}, "message": {"type": "string"},
+                               "details": {"type": "object"}, "detail": {"type": "array", "items": {"type": "object"}}}}
+
+
+class YokeFlowAPI(NinjaAPI):
+    def get_openapi_schema(self, *args: Any, **kwargs: Any) -> Any:
+        """The schema with every error status an operation can answer declared, so clients (and fuzzers) can
+        rely on it: 401 everywhere; 404 with a path parameter; 422 with any input; 403 and 409 on writes; 413
+        with a body."""
+        schema = super().get_openapi_schema(*args, **kwargs)
+        schema.setdefault("components", {}).setdefault("schemas", {})["Error"] = ERROR_SCHEMA
+        for path, item in schema.get("paths", {}).items():
+            for method, operation in item.items():
+                for code in _error_codes(path, method, operation):
+                    operation.setdefault("responses", {}).setdefault(str(code), {
+                        "description": ERROR_CODES[code],
+                        "content": {"application/json": {"schema": {"$ref": "#/components/schemas/Error"}}}})
+        return schema
+
+
+def _error_codes(path: str, method: str, operation: dict) -> set[int]:
+    codes = {401}
+    if "{" in path:
+        codes.add(404)
+    if operation.get("parameters") or operation.get("requestBody"):
+        codes.add(422)
+    if method in ("post", "put", "patch", "delete"):
+        codes |= {403, 409, 422}
+    if operation.get("requestBody"):
+        codes.add(413)
+    return codes
+
+
+def docs_with_token(view: Callable) -> Callable:
+    """The schema and the docs page for a session or a bearer token (API clients load the schema with theirs);
+    a browser without either is sent to log in, a bad token gets 401."""
+
+    @functools.wraps(view)
+    def wrapped(request: HttpRequest, *args: Any, **kwargs: Any) -> HttpResponse:
+        header = request.headers.get("Authorization", "")
+        if header:
+            user = token_authenticate(header[7:].strip()) if header[:7].lower() == "bearer " else None
+            if user is None:
+                return JsonResponse({"error": "unauthenticated", "message": "the bearer token is not valid"},
+                                    status=401, headers={"WWW-Authenticate": 'Bearer realm="yokeflow"'})
+            request.user = user
+        elif not request.user.is_authenticated:
+            return redirect_to_login(request.get_full_path())
+        return view(request, *args, **kwargs)
+
+    return login_not_required(wrapped)
+
+
+api = YokeFlowAPI(
     title="YokeFlow API",
     version="1.0",
     description="Plans, tasks, dependency graphs and runs of autonomous coding agents.",
     auth=[BearerToken(), SessionAuth()],
     urls_namespace="api",
+    parser=StrictParser(),
+    docs_decorator=docs_with_token,
 )
 
 
@@ -77,6 +165,10 @@ def too_big(request: HttpRequest, exc: RequestDataTooBig) -> HttpResponse:
 
 @api.exception_handler(HttpError)
 def http_error(request: HttpRequest, exc: HttpError) -> HttpResponse:
+    if isinstance(exc.__cause__, TextRefused):
+        refused = exc.__cause__
+        detail = [{"loc": ["body", *refused.loc], "msg": refused.problem, "type": "string_unstorable"}]
+        return api.create_response(request, {"detail": detail}, status=422)
     if exc.status_code == 400 and str(exc).startswith("Cannot parse request body"):
         # An unparsable body is bad input like any other: 422, shaped like a field error on "body".
         detail = [{"loc": ["body"], "msg": "request body is not valid JSON", "type": "json_invalid"}]

@@ -13,10 +13,11 @@ from yokeflow.api import api
 
 
 def _api_urls() -> tuple[list, str, str]:
-    """The API authenticates each call itself (401, not a login redirect), except its docs pages."""
+    """The API authenticates each call itself (401, not a login redirect); its schema and docs take a session or a
+    bearer token (`yokeflow.api.docs_with_token`); only its root page wants a login."""
     patterns, app_name, namespace = api.urls
     for pattern in patterns:
-        if isinstance(pattern, URLPattern) and pattern.name not in ("api-root", "openapi-view", "openapi-json"):
+        if isinstance(pattern, URLPattern) and pattern.name != "api-root":
             pattern.callback = login_not_required(pattern.callback)
         assert not isinstance(pattern, URLResolver)
     return patterns, app_name, namespace

@@ -16,6 +16,7 @@ from django.db import models
 from django.db.models import F, Q
 
 from apps.core.models import BaseModel, in_choices
+from apps.projects.validators import validate_env_files, validate_git_ref
 
 SLUG_PATTERN = r"^[a-z0-9](?:[a-z0-9-]{0,61}[a-z0-9])?$"
 # Slugs become URL segments and directory names: refuse the ones that collide with routes or tools.
@@ -115,7 +116,7 @@ class Project(BaseModel):
     spec = models.TextField(blank=True, validators=[no_nul])
     repo_path = models.CharField(max_length=1024, blank=True, validators=[no_nul],
                                  help_text="Defaults to PROJECTS_ROOT/<slug>/repo.")
-    default_branch = models.CharField(max_length=100, default="main", validators=[no_nul])
+    default_branch = models.CharField(max_length=100, default="main", validators=[no_nul, validate_git_ref])
     status = models.CharField(max_length=16, choices=ProjectStatus.choices, default=ProjectStatus.DRAFT)
     owner = models.ForeignKey(settings.AUTH_USER_MODEL, on_delete=models.PROTECT, related_name="owned_projects")
     members = models.ManyToManyField(
@@ -133,7 +134,7 @@ class Project(BaseModel):
                                                  '"epic_priorities": {"0": "opus"}}')
     # Worktree bootstrap: what every fresh worktree gets before its agent starts.
     env_files = models.JSONField(
-        default=default_env_files, blank=True,
+        default=default_env_files, blank=True, validators=[validate_env_files],
         help_text="Glob patterns of untracked files (e.g. .env) copied from the repository into each worktree.",
     )
     setup_command = models.TextField(
