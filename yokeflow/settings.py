@@ -16,6 +16,7 @@ from urllib.parse import urlsplit
 
 import dj_database_url
 from django.core.exceptions import ImproperlyConfigured
+from django.utils.csp import CSP
 
 BASE_DIR = Path(__file__).resolve().parent.parent
 VAR_DIR = BASE_DIR / "var"
@@ -297,6 +298,7 @@ MIDDLEWARE = [
     "django.contrib.auth.middleware.LoginRequiredMiddleware",
     "django.contrib.messages.middleware.MessageMiddleware",
     "django.middleware.clickjacking.XFrameOptionsMiddleware",
+    "django.middleware.csp.ContentSecurityPolicyMiddleware",
     "django_htmx.middleware.HtmxMiddleware",
     "axes.middleware.AxesMiddleware",  # last: it answers a locked-out login with the lockout page
 ]
@@ -358,6 +360,35 @@ SESSION_COOKIE_HTTPONLY = True
 SESSION_COOKIE_SECURE = envbool("SECURE_COOKIES", not DEBUG)
 CSRF_COOKIE_SECURE = SESSION_COOKIE_SECURE
 
+# HTTPS. Off DEBUG: plain HTTP is redirected (the probes and the scrape excepted: load balancers call them over
+# HTTP) and browsers are told to use HTTPS only, for a year, subdomains included (SECURE_HSTS_SECONDS=0 turns
+# that off: once a browser has seen it, it cannot be taken back before it expires). Behind a proxy that ends TLS,
+# SECURE_PROXY_SSL_HEADER names the header it sets (e.g. X-Forwarded-Proto) — only when the proxy always sets it.
+SECURE_SSL_REDIRECT = envbool("SECURE_SSL_REDIRECT", not DEBUG)
+SECURE_REDIRECT_EXEMPT = [r"^health$", r"^ready$", r"^metrics$"]
+SECURE_HSTS_SECONDS = envint("SECURE_HSTS_SECONDS", 0 if DEBUG else 31_536_000, minimum=0)
+SECURE_HSTS_INCLUDE_SUBDOMAINS = envbool("SECURE_HSTS_INCLUDE_SUBDOMAINS", not DEBUG)
+SECURE_HSTS_PRELOAD = envbool("SECURE_HSTS_PRELOAD", not DEBUG)
+_PROXY_SSL_HEADER = env("SECURE_PROXY_SSL_HEADER", "")
+SECURE_PROXY_SSL_HEADER = (("HTTP_" + _PROXY_SSL_HEADER.upper().replace("-", "_"), "https")
+                           if _PROXY_SSL_HEADER else None)
+
+# Content security policy (Django's own): every script is a file of this site — no inline script, no eval, no
+# other origin — so injected markup cannot run. Styles may be inline (mermaid and htmx write <style> elements;
+# a style cannot run code); images may be data: URLs (charts).
+SECURE_CSP = {
+    "default-src": [CSP.SELF],
+    "script-src": [CSP.SELF],
+    "style-src": [CSP.SELF, CSP.UNSAFE_INLINE],
+    "img-src": [CSP.SELF, "data:"],
+    "font-src": [CSP.SELF, "data:"],
+    "connect-src": [CSP.SELF],
+    "object-src": [CSP.NONE],
+    "base-uri": [CSP.SELF],
+    "form-action": [CSP.SELF],
+    "frame-ancestors": [CSP.NONE],
+}
+
 # Email (notifications): SMTP from EMAIL_HOST …; without a host, mail is printed to the console.
 _EMAIL_HOST = env("EMAIL_HOST")
 MAILERS = {"default": {
@@ -365,7 +396,8 @@ MAILERS = {"default": {
     "OPTIONS": {"host": _EMAIL_HOST, "port": envint("EMAIL_PORT", 587, minimum=1),
                 "username": env("EMAIL_USER", ""), "password": envsecret("EMAIL_PASSWORD") or "",
                 "use_tls": envbool("EMAIL_USE_TLS", True), "timeout": 10},
-} if _EMAIL_HOST else {"BACKEND": "django.core.mail.backends.console.EmailBackend"}}
+} if _EMAIL_HOST else {"BACKEND": "django.core.mail.backends.console.EmailBackend" if DEBUG
+                       else "apps.core.mail.UnconfiguredEmailBackend"}}  # email is optional
 
 # django-q2: the ORM broker needs no extra service; every long action is a job on it.
 _Q_TIMEOUT = envint("Q_TIMEOUT", 3600, minimum=1)

@@ -20,6 +20,8 @@ PROJECTS_ROOT = Path(tempfile.mkdtemp(prefix="yokeflow-projects-"))
 ANTHROPIC_API_KEY = None
 SESSION_COOKIE_SECURE = False
 CSRF_COOKIE_SECURE = False
+SECURE_SSL_REDIRECT = False  # the test client and the live server speak plain HTTP; tests/core/test_deploy.py
+SECURE_HSTS_SECONDS = 0  # checks the production values
 STATIC_ROOT = VAR_DIR / "static-test"
 EVENTS_SETTLE_SECONDS = 0.0  # tests read their own committed events at once; one test sets it to check the hold-back
 STATIC_ROOT.mkdir(parents=True, exist_ok=True)  # WhiteNoise warns once per request handler about a missing root
