@@ -8,6 +8,8 @@ import. There is one settings module for every environment; `settings_test.py` o
 
 from __future__ import annotations
 
+import base64
+import binascii
 import os
 import re
 from datetime import timedelta
@@ -132,6 +134,16 @@ def _database_config(name: str, value: str) -> dict | None:
     return config
 
 
+def _fernet_key_ok(key: str) -> bool:
+    """A Fernet key is 32 bytes in URL-safe base64; anything else is refused naming its position, never its value."""
+    try:
+        ok = len(base64.urlsafe_b64decode(key.encode())) == 32
+    except (ValueError, binascii.Error):
+        ok = False
+    return ok or _invalid("ENCRYPTION_KEYS", "ENCRYPTION_KEYS: a key is not a Fernet key (32 bytes, URL-safe "
+                          "base64); generate one with cryptography's Fernet.generate_key()", False)
+
+
 def envdatabase(name: str, default: str) -> dict:
     # In collect mode a bad URL has been recorded; the default keeps the remaining settings checkable.
     config = _database_config(name, env(name) or default) or _database_config(name, default)
@@ -159,7 +171,7 @@ CSRF_TRUSTED_ORIGINS = envlist("CSRF_TRUSTED_ORIGINS", [])
 
 PROJECTS_ROOT = Path(env("PROJECTS_ROOT") or VAR_DIR / "projects").resolve()
 # Fernet keys for secrets stored in the database (first encrypts, all decrypt); empty: derived from SECRET_KEY.
-ENCRYPTION_KEYS = envlist("ENCRYPTION_KEYS", [])
+ENCRYPTION_KEYS = [key for key in envlist("ENCRYPTION_KEYS", []) if _fernet_key_ok(key)]
 ANTHROPIC_API_KEY = envsecret("ANTHROPIC_API_KEY")
 ANTHROPIC_BASE_URL = envurl("ANTHROPIC_BASE_URL")
 ANTHROPIC_TIMEOUT = envint("ANTHROPIC_TIMEOUT", 300, minimum=1)  # seconds per request

@@ -9,7 +9,7 @@ class CoreConfig(AppConfig):
     verbose_name = "Core"
 
     def ready(self) -> None:
-        from apps.core import logins  # noqa: F401 - connects the login audit receivers
+        from apps.core import checks, logins  # noqa: F401 - registers the deploy checks and the login receivers
         from apps.core.logging import configure
         from apps.core.redaction import remember_configured_secrets
 

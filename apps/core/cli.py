@@ -10,7 +10,8 @@ from django.contrib.auth import get_user_model
 from django.utils import timezone
 
 from apps.core import ops
-from apps.core.audit import audit_list
+from apps.core.audit import audit_list, audit_record
+from apps.core.crypto import secrets_rotate
 from apps.core.errors import ValidationError
 from apps.core.logins import login_unlock
 from apps.core.models import AuditAction, AuditEvent
@@ -37,6 +38,11 @@ def register(subparsers: Any) -> None:
     audit.add_argument("--json", action="store_true", help="print JSON rows instead of a table")
     audit.set_defaults(handler=_audit)
 
+    keys = subparsers.add_parser("secrets", help="manage the keys of secrets stored in the database")
+    keys_verbs = keys.add_subparsers(dest="secrets_verb", required=True, metavar="ACTION")
+    rotate = keys_verbs.add_parser("rotate", help="re-encrypt every stored secret with the first ENCRYPTION_KEYS key")
+    rotate.set_defaults(handler=_secrets_rotate)
+
     unlock = subparsers.add_parser("unlock", help="lift a login lockout for a username and/or an address")
     unlock.add_argument("username", nargs="?", default="")
     unlock.add_argument("--ip", default="", help="the address to unlock")
@@ -55,6 +61,14 @@ def _register_config(subparsers: Any) -> None:
 
 def _config_validate(options: dict[str, Any], out: Any) -> None:
     config_validate(out.write)
+
+
+def _secrets_rotate(options: dict[str, Any], out: Any) -> None:
+    counts = secrets_rotate()
+    audit_record(action=AuditAction.SECRETS_ROTATED, target="stored secrets", actor="command line", details=counts)
+    out.write(f"re-encrypted {counts['rotated']} stored secret(s) with the first key"
+              + (f"; {counts['unreadable']} could not be read with any key and were left as they are"
+                 if counts["unreadable"] else ""))
 
 
 def _unlock(options: dict[str, Any], out: Any) -> None:

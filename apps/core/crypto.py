@@ -1,10 +1,11 @@
 """Secrets at rest: a model field that stores its value encrypted (Fernet: AES-128-CBC + HMAC-SHA256).
 
-Keys come from the environment: `ENCRYPTION_KEYS` is a comma-separated list of Fernet keys; the first encrypts,
-every one decrypts, so a key is rotated by putting the new one first (and `yokeflow secrets rotate`-style
-re-saving rewrites old rows). Without it the key is derived from `SECRET_KEY` with HKDF, so a development
-machine works out of the box; changing `SECRET_KEY` then makes stored secrets unreadable (they read as empty
-and the pages say so).
+Keys come from the environment: `ENCRYPTION_KEYS` is a comma-separated list of Fernet keys, kept apart from
+`SECRET_KEY`; the first encrypts, every one decrypts. To rotate, put a new key first, run `yokeflow secrets
+rotate` (every stored secret is re-encrypted with it), then drop the old key. Without `ENCRYPTION_KEYS` the key
+is derived from `SECRET_KEY` with HKDF, so a development machine works out of the box (`check --deploy` warns
+about it in production); that derived key stays a decryption fallback, so `secrets rotate` also moves a
+deployment from it to real keys. A value no key can read reads as empty and is left as it is.
 
 Values are never shown back in full: `mask()` keeps a recognisable end (`…3f9a`).
 """
@@ -18,8 +19,9 @@ import logging
 from cryptography.fernet import Fernet, InvalidToken, MultiFernet
 from cryptography.hazmat.primitives import hashes
 from cryptography.hazmat.primitives.kdf.hkdf import HKDF
+from django.apps import apps
 from django.conf import settings
-from django.db import models
+from django.db import connection, models, transaction
 
 from apps.core.redaction import remember
 
@@ -35,9 +37,8 @@ def _derived_key() -> bytes:
 
 @functools.cache
 def _fernet(keys: tuple[str, ...], secret_key: str) -> MultiFernet:
-    if keys:
-        return MultiFernet([Fernet(key.encode()) for key in keys])
-    return MultiFernet([Fernet(_derived_key())])
+    derived = Fernet(_derived_key())
+    return MultiFernet([*(Fernet(key.encode()) for key in keys), derived])  # derived: first only without keys
 
 
 def fernet() -> MultiFernet:
@@ -86,3 +87,34 @@ class EncryptedTextField(models.TextField):
         if value in (None, ""):
             return value
         return encrypt(str(value))
+
+
+# ------------------------------------------------------------------------------------------------ rotation
+
+
+def encrypted_columns() -> list[tuple[type[models.Model], str]]:
+    """Every (model, column) holding an EncryptedTextField, across all installed apps."""
+    return [(model, field.column) for model in apps.get_models() for field in model._meta.concrete_fields
+            if isinstance(field, EncryptedTextField)]
+
+
+def secrets_rotate() -> dict[str, int]:
+    """Re-encrypt every stored secret with the first key, in one transaction. Values no key can read are counted
+    and left untouched (never overwritten with an empty value)."""
+    counts = {"rotated": 0, "unreadable": 0}
+    keys, quote = fernet(), connection.ops.quote_name
+    with transaction.atomic():
+        for model, column in encrypted_columns():
+            table, pk, col = quote(model._meta.db_table), quote(model._meta.pk.column), quote(column)
+            with connection.cursor() as cursor:
+                cursor.execute(f"SELECT {pk}, {col} FROM {table} WHERE {col} LIKE %s", [PREFIX + "%"])
+                for row_pk, stored in cursor.fetchall():
+                    try:
+                        token = keys.rotate(stored[len(PREFIX):].encode()).decode()
+                    except InvalidToken:
+                        counts["unreadable"] += 1
+                        continue
+                    cursor.execute(f"UPDATE {table} SET {col} = %s WHERE {pk} = %s",
+                                   [PREFIX + token, row_pk])
+                    counts["rotated"] += 1
+    return counts

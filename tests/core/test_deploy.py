@@ -10,6 +10,7 @@ import sys
 from pathlib import Path
 
 import pytest
+from cryptography.fernet import Fernet
 
 ROOT = Path(__file__).resolve().parents[2]
 
@@ -17,12 +18,17 @@ ROOT = Path(__file__).resolve().parents[2]
 def test_check_deploy_passes_with_production_settings_and_no_email():
     env = {name: value for name, value in os.environ.items() if not name.startswith(("EMAIL_", "SECURE_", "DEBUG"))}
     env.update(DJANGO_SETTINGS_MODULE="yokeflow.settings", DEBUG="0", SECRET_KEY=secrets.token_urlsafe(50),
-               ALLOWED_HOSTS="yokeflow.example.com")
+               ALLOWED_HOSTS="yokeflow.example.com", ENCRYPTION_KEYS=Fernet.generate_key().decode())
     result = subprocess.run([sys.executable, "manage.py", "check", "--deploy", "--fail-level", "WARNING"], cwd=ROOT,
                             env=env, capture_output=True, text=True, timeout=120, check=False)
 
     assert result.returncode == 0, result.stdout + result.stderr
     assert "no issues" in result.stdout
+
+    del env["ENCRYPTION_KEYS"]  # the key derived from SECRET_KEY is a development convenience: warned about
+    warned = subprocess.run([sys.executable, "manage.py", "check", "--deploy"], cwd=ROOT, env=env,
+                            capture_output=True, text=True, timeout=120, check=False)
+    assert "yokeflow.W001" in warned.stdout + warned.stderr
 
 
 @pytest.mark.django_db
