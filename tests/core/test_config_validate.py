@@ -67,8 +67,8 @@ def test_a_bad_database_a_bad_port_and_no_key_are_all_reported_in_one_run(enviro
 
 def test_settings_that_keep_django_from_starting_are_reported_too(environment):
     broken = {**environment, "DATABASE_URL": "postgres://u:hunter2@h:notaport/x", "DEBUG": "maybe",
-              "LOG_LEVEL": "LOUD", "ALLOWED_HOSTS": "", "SANDBOX": "none", "MODEL_HAIKU_BELOW": "0.9", "ENCRYPTION_KEYS": "not-a-fernet-key",
-              "MODEL_OPUS_FROM": "0.5"}
+              "LOG_LEVEL": "LOUD", "ALLOWED_HOSTS": "", "SANDBOX": "none", "MODEL_HAIKU_BELOW": "0.9",
+              "MODEL_OPUS_FROM": "0.5", "ENCRYPTION_KEYS": "not-a-fernet-key"}
     del broken["SECRET_KEY"]
     assert "ImproperlyConfigured" in _start(broken).stderr  # Django itself would not start
 
@@ -78,7 +78,8 @@ def test_settings_that_keep_django_from_starting_are_reported_too(environment):
     assert result.returncode == INVALID
     for problem in ("DATABASE_URL is not a valid database URL", "DEBUG must be a boolean", "SECRET_KEY is not set",
                     "LOG_LEVEL: 'LOUD' is not one of", "ALLOWED_HOSTS is empty", "SANDBOX: 'none' is not one of jail",
-                    "need 0 <= MODEL_HAIKU_BELOW <= MODEL_OPUS_FROM <= 1", "ENCRYPTION_KEYS: a key is not a Fernet key"):
+                    "need 0 <= MODEL_HAIKU_BELOW <= MODEL_OPUS_FROM <= 1",
+                    "ENCRYPTION_KEYS: a key is not a Fernet key"):
         assert problem in output
     assert "hunter2" not in output and "not-a-fernet-key" not in output  # values of secrets are never printed
     assert all(line.startswith(("error: ", "warning: ")) for line in output.splitlines())
