@@ -79,8 +79,8 @@ ERROR_SCHEMA = {"type": "object", "description": "An error: `error` and `message
 class YokeFlowAPI(NinjaAPI):
     def get_openapi_schema(self, *args: Any, **kwargs: Any) -> Any:
         """The schema with every error status an operation can answer declared, so clients (and fuzzers) can
-        rely on it: 401 everywhere; 404 with a path parameter; 422 with any input; 403 and 409 on writes; 413
-        with a body."""
+        rely on it: 401 everywhere; 404 with a path parameter or an id filter; 422 with any input; 403 and 409
+        on writes; 413 with a body."""
         schema = super().get_openapi_schema(*args, **kwargs)
         schema.setdefault("components", {}).setdefault("schemas", {})["Error"] = ERROR_SCHEMA
         for path, item in schema.get("paths", {}).items():
@@ -94,7 +94,8 @@ class YokeFlowAPI(NinjaAPI):
 
 def _error_codes(path: str, method: str, operation: dict) -> set[int]:
     codes = {401}
-    if "{" in path:
+    names = [parameter.get("name", "") for parameter in operation.get("parameters", [])]
+    if "{" in path or any(name.endswith("id") for name in names):  # a path, or a filter, naming something
         codes.add(404)
     if operation.get("parameters") or operation.get("requestBody"):
         codes.add(422)
