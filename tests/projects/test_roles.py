@@ -104,3 +104,15 @@ def test_member_changes_need_the_owner_and_are_audited(project, owner, operator,
 
     event = AuditEvent.objects.filter(action="membership_changed", details__user="nina").get()
     assert event.actor == "olivia" and event.details["role"] == [None, "viewer"]
+
+
+def test_the_pages_hide_and_refuse_budget_approval_for_an_operator(budgeted, operator, owner, client):
+    client.force_login(operator)
+    page = client.get(f"/projects/{budgeted.slug}/").text
+    refused = client.post(f"/projects/{budgeted.slug}/budget/approve", {"amount": "50"})
+
+    assert "Approve more budget" not in page and refused.status_code == 403
+    budgeted.refresh_from_db()
+    assert budgeted.budget_usd == Decimal("10")
+    client.force_login(owner)
+    assert "Approve more budget" in client.get(f"/projects/{budgeted.slug}/").text
