@@ -430,7 +430,7 @@ Q_CLUSTER = {
 DATA_UPLOAD_MAX_MEMORY_SIZE = envint("MAX_REQUEST_BYTES", 20 * 1024 * 1024, minimum=1024)
 API_PAGE_SIZE = envint("API_PAGE_SIZE", 100, minimum=1)
 NINJA_PAGINATION_PER_PAGE = API_PAGE_SIZE
-NINJA_PAGINATION_MAX_PER_PAGE_SIZE = 1000
+NINJA_MAX_PER_PAGE_SIZE = 1000  # the name django-ninja reads (NINJA_PAGINATION_MAX_PER_PAGE_SIZE is not one)
 
 # Logs: structlog, JSON lines in production and readable lines in development (apps/core/logging.py). Errors are
 # written whatever LOG_LEVEL says. Secrets are redacted from every line.

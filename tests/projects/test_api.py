@@ -9,6 +9,8 @@ from django.test import Client
 
 from apps.core.models import ApiToken
 from apps.projects.models import Project, Task, TaskDependency
+from apps.projects.plan import plan_import
+from tests.factories import wide_plan
 
 pytestmark = pytest.mark.django_db
 
@@ -361,3 +363,14 @@ def test_an_oversized_body_is_413_not_a_crash(owner, api_client, settings):
 
     assert (status, body["error"]) == (413, "request_too_large")
     assert not Project.objects.exists()
+
+
+def test_a_page_holds_up_to_the_documented_thousand(project, owner, api_client):
+    plan_import(project=project, data=wide_plan(1200))
+    client = api_client(owner)
+
+    full = client.get(f"/api/projects/{project.pk}/tasks", {"page_size": 1000}).json()
+    too_many = client.get(f"/api/projects/{project.pk}/tasks", {"page_size": 1001})
+
+    assert full["count"] == 1200 and len(full["items"]) == 1000
+    assert too_many.status_code == 422
