@@ -28,6 +28,7 @@ class PauseType(models.TextChoices):
     HELP_REQUESTED = "help_requested", "the agent asked for help"
     MERGE_CONFLICT = "merge_conflict", "merge conflict"
     MANUAL = "manual", "paused by a person"
+    ATTEMPTS_EXHAUSTED = "attempts_exhausted", "every attempt failed"
 
 
 # Which `notify_on_*` switch of the preferences covers each pause type.
@@ -41,6 +42,7 @@ NOTIFY_SWITCH = {
     PauseType.HELP_REQUESTED: "notify_on_manual_pause",
     PauseType.MANUAL: "notify_on_manual_pause",
     PauseType.MERGE_CONFLICT: "notify_on_merge_conflict",
+    PauseType.ATTEMPTS_EXHAUSTED: "notify_on_critical_error",
 }
 
 

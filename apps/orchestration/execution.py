@@ -21,6 +21,8 @@ from apps.core.context import current
 from apps.core.db import is_connection_error
 from apps.core.errors import ConflictError, YokeFlowError
 from apps.interventions.detectors import guards_for
+from apps.interventions.models import PausedSession, PauseType
+from apps.interventions.services import pause_open
 from apps.learning.domains import classify_domain
 from apps.learning.selectors import expertise_for_prompt
 from apps.orchestration.merge_lease import merge_lease, worktree_of_task
@@ -213,12 +215,41 @@ def task_failed(*, task: Task, reason: str) -> Task:
     Task.objects.filter(pk=task.pk).update(attempts=F("attempts") + 1)
     task.refresh_from_db(fields=["attempts"])
     if task.attempts >= settings.TASK_MAX_ATTEMPTS:
-        return task_transition(task=task, to=TaskStatus.PAUSED,
+        task = task_transition(task=task, to=TaskStatus.PAUSED,
                                error=f"failed {task.attempts} times (limit {settings.TASK_MAX_ATTEMPTS}); "
                                      f"last: {reason}")
+        attempts_exhausted(task=task, reason=reason)
+        return task
     if task.status != TaskStatus.FAILED:
         task = task_transition(task=task, to=TaskStatus.FAILED, error=reason)
     return task_transition(task=task, to=TaskStatus.READY, error=reason)
+
+
+def attempts_exhausted(*, task: Task, reason: str) -> PausedSession | None:
+    """The task used up its attempts: an intervention on its last session (people are told, it shows on the
+    interventions page and the API). Resuming it gives the task fresh attempts, with the person's notes in the
+    next attempt's prompt (`receivers.pause_continue`)."""
+    sessions = AgentSession.objects.filter(task=task).order_by("-pk")
+    last = sessions.first()
+    if last is None:
+        return None
+    errors = [{"session": s.pk, "error": (s.error or s.stop_reason or "")[:500]} for s in sessions[:5]]
+    return pause_open(session=last, pause_type=PauseType.ATTEMPTS_EXHAUSTED,
+                      reason=f"{task.key} failed {task.attempts} times (limit {settings.TASK_MAX_ATTEMPTS}); "
+                             f"last: {reason}"[:4000],
+                      blocker_info={"attempts": task.attempts, "task": task.key, "errors": errors,
+                                    "advice": "Read the errors, fix what blocks the task (or its tests), then "
+                                              "resume with notes: the task gets fresh attempts and the notes."})
+
+
+def task_resume_attempts(*, task: Task, by: str, notes: str) -> Task:
+    """A person resumed an attempts_exhausted pause: fresh attempts, their notes kept for the next prompt."""
+    note = f"\n\nNotes from {by}: {notes.strip()}" if notes.strip() else ""
+    Task.objects.filter(pk=task.pk).update(attempts=0)
+    task.refresh_from_db()
+    if task.status == TaskStatus.PAUSED:
+        task = task_transition(task=task, to=TaskStatus.READY, error=f"{task.last_error}{note}"[:10_000])
+    return task
 
 
 def batch_merge_if_barrier(*, project: Project) -> list[str]:

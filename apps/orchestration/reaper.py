@@ -13,7 +13,7 @@ from django.utils import timezone
 from apps.agents.models import AgentSession, SessionKind, lease_cutoff
 from apps.agents.services import events_append, session_transition
 from apps.interventions.holds import holds_release
-from apps.orchestration.execution import batch_merge_if_barrier
+from apps.orchestration.execution import attempts_exhausted, batch_merge_if_barrier
 from apps.orchestration.merge_lease import QUEUED
 from apps.orchestration.models import Worktree
 from apps.orchestration.runs import enqueue, session_requeue
@@ -118,8 +118,9 @@ def _give_up(session: AgentSession, task: Task | None) -> None:
     reason = f"its worker was lost {task.attempts if task else session.attempts} times"
     session_transition(session=session, status=SessionStatus.FAILED, stop_reason="lost", error=reason)
     if task is not None and task.status in ACTIVE_TASKS:
-        task_transition(task=task, to=TaskStatus.PAUSED, error=f"paused: {reason} (limit "
-                                                               f"{settings.TASK_MAX_ATTEMPTS})")
+        task = task_transition(task=task, to=TaskStatus.PAUSED, error=f"paused: {reason} (limit "
+                                                                      f"{settings.TASK_MAX_ATTEMPTS})")
+        attempts_exhausted(task=task, reason=reason)
 
 
 def _skip_locked() -> dict:

@@ -10,7 +10,7 @@ from apps.agents.services import checkpoint_grant_turns
 from apps.core.errors import ConflictError
 from apps.interventions.models import PausedSession, PauseType, ProviderAccount
 from apps.interventions.signals import hold_released, pause_resolved
-from apps.orchestration import runs, scheduler, worktree_actions
+from apps.orchestration import execution, runs, scheduler, worktree_actions
 from apps.orchestration.models import Worktree
 from apps.projects.models import Project
 
@@ -18,6 +18,10 @@ from apps.projects.models import Project
 def pause_continue(sender: type, *, pause: PausedSession, by: str, notes: str, **kwargs: object) -> None:
     """Queue the continuation of the paused session, with the resolution notes as its resume message."""
     session = AgentSession.objects.select_related("project", "task").get(pk=pause.session_id)
+    if pause.pause_type == PauseType.ATTEMPTS_EXHAUSTED and session.task is not None:
+        execution.task_resume_attempts(task=session.task, by=by, notes=notes)
+        scheduler.project_kick(project=session.project)
+        return
     if session.status == AgentSession.Status.COMPLETED:  # its work waits to merge: try the merge again
         _merge_again(pause)
         return

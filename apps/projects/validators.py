@@ -36,11 +36,11 @@ def _ref_problem(value: str) -> str:
 def validate_env_files(value: object) -> None:
     """A list of glob patterns relative to the repository, never leaving it."""
     if not isinstance(value, list) or not all(isinstance(item, str) for item in value):
-        raise ValidationError("must be a list of glob patterns", code="invalid")
+        raise ValidationError("must be a list of glob patterns", code="bad_pattern")
     for pattern in value:
         parts = pattern.replace("\\", "/").split("/")
         if not pattern.strip() or "\x00" in pattern:
-            raise ValidationError("a pattern must not be empty or hold a NUL character", code="invalid")
+            raise ValidationError("a pattern must not be empty or hold a NUL character", code="bad_pattern")
         if pattern.startswith(("/", "~")) or re.match(r"^[A-Za-z]:", pattern) or ".." in parts:
             raise ValidationError(f"{pattern[:100]!r} must be relative to the repository, without '..'",
-                                  code="invalid")
+                                  code="bad_pattern")

@@ -141,7 +141,7 @@ def test_dependents_of_a_conflicted_task_wait_for_the_resolution(replay_project)
 
 def test_a_worktree_gets_the_env_files_the_setup_command_and_its_own_ports(replay_project, claude, settings):
     project = replay_project("boot", {"E1": [("A", [], "a.txt", "A"), ("B", [], "b.txt", "B")]},
-                             setup_command="echo ready > setup.done", env_files=[".env", ".env.*", "../up"])
+                             setup_command="echo ready > setup.done", env_files=[".env", ".env.*"])
     settings.LLM_PROVIDER = "auto"
     repo = Path(repo_ensure(project).working_dir)
     (repo / ".env").write_text("API_URL=http://localhost\n")
