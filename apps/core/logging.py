@@ -22,6 +22,10 @@ CONTEXT_FIELDS = ("correlation_id", "project_id", "session_id", "task_id", "acto
 
 
 def add_work_context(logger: Any, method: str, event: dict) -> dict:
+    # Django logs a request's 4xx/5xx line after the middleware's context ended: it carries the request itself.
+    request_id = getattr(getattr(event.get("_record"), "request", None), "correlation_id", None)
+    if request_id:
+        event["correlation_id"] = request_id
     context = current().as_dict()
     for name in CONTEXT_FIELDS:
         if event.get(name) is None and context.get(name) not in (None, ""):

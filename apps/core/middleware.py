@@ -30,6 +30,7 @@ class RequestContextMiddleware:
         actor = user.get_username() if user is not None and user.is_authenticated else ""
         kind = "api" if request.path.startswith("/api/") else "web"
         context = WorkContext(correlation_id=correlation_id, actor=actor, origin=f"{kind} {client_address(request)}")
+        request.correlation_id = correlation_id  # for the lines Django logs after this middleware returned
         start = time.perf_counter()
         with started(context):
             response = self.get_response(request)

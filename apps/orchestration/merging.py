@@ -29,6 +29,7 @@ from django.utils import timezone
 
 from apps.agents.models import AgentSession
 from apps.agents.sandbox import run_command, scrubbed_env
+from apps.core.context import current
 from apps.core.errors import SandboxError, YokeFlowError
 from apps.core.faults import fault_point
 from apps.core.retry import db_retry
@@ -123,7 +124,8 @@ def merge_message(worktree: Worktree, tasks: list[Task], tip: str) -> str:
     keys = ", ".join(t.key for t in tasks) or worktree.branch
     titles = "\n".join(f"- {t.key}: {t.title}" for t in tasks)
     trailers = "".join(f"YokeFlow-Task: {t.key}\n" for t in tasks)
-    return f"Merge {keys} ({worktree.branch})\n\n{titles}\n\n{trailers}{gitmerge.TIP_TRAILER}: {tip}\n"
+    trace = f"YokeFlow-Correlation-Id: {current().correlation_id}\n" if current().correlation_id else ""
+    return f"Merge {keys} ({worktree.branch})\n\n{titles}\n\n{trailers}{trace}{gitmerge.TIP_TRAILER}: {tip}\n"
 
 
 def merge_worktree(*, worktree: Worktree, side: str | None = None) -> MergeResult:

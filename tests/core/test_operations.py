@@ -92,6 +92,8 @@ def test_a_request_id_is_echoed_and_carried_into_the_agents_commit(replay_projec
 
     messages = [c.message for c in Repo(project.repo_path).iter_commits("main")]
     assert any("YokeFlow-Correlation-Id: req-4711" in message for message in messages), messages
+    merge = next(message for message in messages if message.startswith("Merge "))
+    assert "YokeFlow-Correlation-Id: req-4711" in merge  # the merge commit on main too
     assert client.get("/api/projects/", headers={"X-Request-ID": "bad id;rm"})["X-Request-ID"] != "bad id;rm"
 
 
@@ -168,3 +170,25 @@ def test_db_wait_returns_at_once_when_the_database_answers():
     call_command("yokeflow", "db-wait", "--seconds", "5", stdout=out)
 
     assert "database reachable" in out.getvalue()
+
+
+@pytest.mark.django_db
+def test_djangos_own_4xx_log_line_carries_the_requests_id(owner, api_client):
+    import io
+    import logging
+
+    from apps.core.logging import structured_formatter
+
+    stream = io.StringIO()
+    handler = logging.StreamHandler(stream)
+    handler.setFormatter(structured_formatter("json"))
+    logger = logging.getLogger("django.request")
+    logger.addHandler(handler)
+    try:
+        response = api_client(owner).get("/api/projects/nope-404", headers={"X-Request-ID": "req-0815"})
+    finally:
+        logger.removeHandler(handler)
+
+    assert response.status_code == 404
+    [line] = [json.loads(text) for text in stream.getvalue().splitlines() if "Not Found" in text]
+    assert line["correlation_id"] == "req-0815"
