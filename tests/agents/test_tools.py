@@ -102,3 +102,20 @@ def test_task_tools_describe_the_task_and_record_the_agents_report(task, tmp_pat
     assert context.state["reported"] == {"status": "done", "evidence": "all green"}
     call(context, "request_help", reason="need a token")
     assert context.state["help"] == "need a token"
+
+
+@pytest.mark.django_db
+def test_the_graph_tools_show_where_the_task_stands_in_the_plan(planned_project, tmp_path):
+    task = planned_project.tasks.get(key="T4")
+    context = ToolContext(session=None, workdir=tmp_path, task=task)
+
+    graph = json.loads(call(context, "get_dependency_graph").content)
+    batches = json.loads(call(context, "get_parallel_batches").content)
+
+    assert graph["task"] == "T4" and graph["tasks_in_plan"] == 9
+    assert set(graph["needed_by"]) == {"T5", "T6", "T9"}
+    assert {"task": "T5", "depends_on": "T4", "kind": "hard"} in graph["edges"]
+    assert {node["key"]: node["status"] for node in graph["nodes"]}["T1"] == "ready"
+    mine = next(b for b in batches["all"] if b["batch"] == batches["batch"])
+    assert "T4" in [t["key"] for t in mine["tasks"]] and "T4" not in [t["key"] for t in batches["alongside"]]
+    assert batches["batches"] == len(batches["all"]) and batches["batch"] > 1  # T4 waits for storage

@@ -13,6 +13,7 @@ import pydantic
 
 from apps.agents.tools.base import Input, Tool, ToolContext
 from apps.core.errors import ValidationError
+from apps.projects.selectors import project_graph, task_statuses
 
 
 class NoInput(Input):
@@ -57,6 +58,42 @@ def get_task(context: ToolContext, args: NoInput) -> str:
     }, indent=2)
 
 
+GRAPH_NODES_SHOWN = 200  # a bigger plan is shown around this task: its dependencies and its dependents
+
+
+def get_dependency_graph(context: ToolContext, args: NoInput) -> str:
+    """The plan's dependency graph with each task's status, centred on this task."""
+    task = _task(context)
+    graph, statuses = project_graph(task.project), task_statuses(task.project)
+    before = sorted(edge.depends_on for edge in graph.edges if edge.task == task.key)
+    after = sorted(edge.task for edge in graph.edges if edge.depends_on == task.key)
+    shown = (list(graph.nodes) if len(graph.nodes) <= GRAPH_NODES_SHOWN
+             else [task.key, *before, *after])
+    return json.dumps({
+        "task": task.key, "depends_on": before, "needed_by": after, "tasks_in_plan": len(graph.nodes),
+        "nodes": [{"key": key, "title": graph.nodes[key].title, "epic": graph.nodes[key].group,
+                   "status": statuses.get(key, "")} for key in shown],
+        "edges": [{"task": e.task, "depends_on": e.depends_on, "kind": e.kind} for e in graph.edges
+                  if e.task in shown and e.depends_on in shown],
+    }, indent=1)
+
+
+def get_parallel_batches(context: ToolContext, args: NoInput) -> str:
+    """The plan's parallel batches (tasks whose hard dependencies are all in earlier batches), with statuses:
+    which batch this task is in and which tasks may run beside it (mind the files they touch)."""
+    task = _task(context)
+    statuses = task_statuses(task.project)
+    batches = project_graph(task.project).batches()
+    mine = next((n for n, keys in enumerate(batches, 1) if task.key in keys), None)
+    return json.dumps({
+        "task": task.key, "batch": mine, "batches": len(batches),
+        "alongside": [{"key": key, "status": statuses.get(key, "")} for key in (batches[mine - 1] if mine else [])
+                      if key != task.key],
+        "all": [{"batch": n, "tasks": [{"key": key, "status": statuses.get(key, "")} for key in keys]}
+                for n, keys in enumerate(batches, 1)][:GRAPH_NODES_SHOWN],
+    }, indent=1)
+
+
 def update_task_status(context: ToolContext, args: StatusInput) -> str:
     _task(context)
     if args.status == "blocked":
@@ -87,6 +124,10 @@ def request_help(context: ToolContext, args: HelpInput) -> str:
 
 TASK_TOOLS = (
     Tool("get_task", "Your task: title, description, dependencies and acceptance tests.", NoInput, get_task),
+    Tool("get_dependency_graph", "The plan's dependency graph with every task's status: what your task waits for "
+         "and what waits for it.", NoInput, get_dependency_graph),
+    Tool("get_parallel_batches", "The plan's parallel batches with statuses: your task's batch and the tasks that "
+         "may run beside it.", NoInput, get_parallel_batches),
     Tool("update_task_status", "Report the task done (with evidence) or blocked. Call it once the acceptance "
          "tests pass.", StatusInput, update_task_status),
     Tool("record_test_result", "Record the result of one acceptance test you ran.", TestResultInput,
