@@ -24,6 +24,7 @@ from __future__ import annotations
 
 import re
 import shlex
+import time
 from dataclasses import dataclass
 from decimal import Decimal
 from typing import Any
@@ -310,6 +311,26 @@ class BudgetGuard:
                         "suggested_usd": str(suggested)})
 
 
+class TimeLimit:
+    """Before every call: this run of the session (a start or a continuation) has taken longer than the project's
+    `session_time_limit`. Resuming starts the clock again."""
+
+    def __init__(self, project_id: int) -> None:
+        minutes = Project.objects.filter(pk=project_id).values_list("session_time_limit", flat=True).first()
+        self.minutes = minutes or 0
+        self.started = time.monotonic()
+
+    def __call__(self, phase: str, state: LoopState) -> Verdict | None:
+        if phase != "before_call" or not self.minutes:
+            return None
+        elapsed = time.monotonic() - self.started
+        if elapsed < self.minutes * 60:
+            return None
+        return Verdict("pause", "timeout", f"the session ran {elapsed / 60:.0f} min, over the project's limit of "
+                       f"{self.minutes} min; resume to give it another {self.minutes} min",
+                       {"limit_minutes": self.minutes, "elapsed_seconds": round(elapsed)})
+
+
 def manual_pause(phase: str, state: LoopState) -> Verdict | None:
     """Before every call: a person asked this session to pause (page, API, command). The request is taken (cleared)
     as it turns into the pause, so continuing the session does not pause it again."""
@@ -329,4 +350,5 @@ def guards_for(*, account: str, project_id: int | None = None) -> tuple[list, li
     guards: list = [manual_pause, provider_guard, CriticalErrors(), RetryTracker()]
     if project_id is not None:
         guards.insert(0, BudgetGuard(project_id))
+        guards.append(TimeLimit(project_id))
     return guards, [provider_guard.hook]

@@ -29,6 +29,7 @@ class PauseType(models.TextChoices):
     MERGE_CONFLICT = "merge_conflict", "merge conflict"
     MANUAL = "manual", "paused by a person"
     ATTEMPTS_EXHAUSTED = "attempts_exhausted", "every attempt failed"
+    TIMEOUT = "timeout", "session time limit reached"
 
 
 # Which `notify_on_*` switch of the preferences covers each pause type.
@@ -43,6 +44,7 @@ NOTIFY_SWITCH = {
     PauseType.MANUAL: "notify_on_manual_pause",
     PauseType.MERGE_CONFLICT: "notify_on_merge_conflict",
     PauseType.ATTEMPTS_EXHAUSTED: "notify_on_critical_error",
+    PauseType.TIMEOUT: "notify_on_timeout",
 }
 
 

@@ -129,6 +129,9 @@ class Project(BaseModel):
     strategy = models.CharField(max_length=8, choices=Strategy.choices, default=Strategy.READY)
     merge_strategy = models.CharField(max_length=8, choices=MergeStrategy.choices, default=MergeStrategy.MERGE)
     budget_usd = models.DecimalField(max_digits=10, decimal_places=2, null=True, blank=True)
+    session_time_limit = models.PositiveIntegerField(
+        default=30, validators=[MaxValueValidator(24 * 60)],
+        help_text="Minutes one run of an agent session may take before it pauses (timeout); 0: no limit.")
     model_overrides = models.JSONField(default=dict, blank=True, validators=[validate_model_overrides],
                                        help_text='e.g. {"task_types": {"security": "opus"}, '
                                                  '"epic_priorities": {"0": "opus"}}')

@@ -42,6 +42,8 @@ class ProjectSettingsIn(Schema):
     strategy: RunStrategy | None = None
     merge_strategy: MergeStrategyChoice | None = None
     budget_usd: Decimal | None = Field(default=None, ge=0, max_digits=10, decimal_places=2)
+    session_time_limit: int | None = Field(default=None, ge=0, le=24 * 60,
+                                           description="Minutes a session may run before it pauses; 0: no limit.")
     model_overrides: ModelOverridesIn | None = None
     env_files: list[Annotated[Text, StringConstraints(min_length=1, max_length=200)]] | None = Field(
         default=None, max_length=20)
@@ -75,6 +77,7 @@ class ProjectOut(Schema):
     strategy: str
     merge_strategy: str
     budget_usd: Decimal | None
+    session_time_limit: int
     model_overrides: dict
     env_files: list[str]
     setup_command: str

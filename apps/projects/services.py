@@ -36,7 +36,7 @@ from apps.projects.transitions import EPIC_TRANSITIONS, PROJECT_TRANSITIONS, TAS
 
 EDITABLE_PROJECT_FIELDS = frozenset(
     {"name", "spec", "default_branch", "parallel_enabled", "max_concurrency", "strategy", "merge_strategy",
-     "budget_usd", "model_overrides", "env_files", "setup_command", "dev_service", "network"}
+     "budget_usd", "session_time_limit", "model_overrides", "env_files", "setup_command", "dev_service", "network"}
 )
 
 
