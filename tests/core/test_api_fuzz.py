@@ -6,7 +6,9 @@ from __future__ import annotations
 
 import pytest
 import schemathesis
+from django.core.signals import request_finished, request_started
 from django.core.wsgi import get_wsgi_application
+from django.db import close_old_connections
 from hypothesis import HealthCheck, Phase, settings
 from schemathesis.checks import not_a_server_error, status_code_conformance
 
@@ -20,10 +22,18 @@ EXAMPLES = 60  # per operation: with 54 operations about 3,000 requests (~50 s)
 
 
 @pytest.fixture
-def token(owner, project, example_plan, settings) -> str:
+def token(owner, project, example_plan, settings):
+    """A bearer token of the project's owner. The requests run inside the test's transaction, so, as Django's own
+    test client does, a request must not close the database connection when it starts or ends."""
     settings.ALLOWED_HOSTS = ["localhost"]  # the host schemathesis's WSGI requests name
     plan_import(project=project, data=example_plan)
-    return token_create(username=owner.username)[1]
+    request_started.disconnect(close_old_connections)
+    request_finished.disconnect(close_old_connections)
+    try:
+        yield token_create(username=owner.username)[1]
+    finally:
+        request_started.connect(close_old_connections)
+        request_finished.connect(close_old_connections)
 
 
 @pytest.mark.slow
